@@ -1,0 +1,1 @@
+"""jaxdist: distributed and decentralized training algorithms as pure JAX functions."""
