@@ -1,0 +1,148 @@
+"""Flax models, handed to algorithms only as pure `init`/`apply` functions over pytrees.
+
+Inputs are `[batch, *input_shape]`: images `[H, W, C]`, signals such as MNIST-1D `[L]` (the
+convolutional models read a rank-1 example as one channel). Convolutions use He initialisation and
+the ResNet classifier N(0, 0.01^2), as in the thesis's setups (lin-thesis.md §0).
+"""
+
+from typing import Any, Callable, NamedTuple, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from jaxdist.errors import ConfigError
+
+PyTree = Any
+_he_normal = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+
+
+class Model(NamedTuple):
+  """Pure functions of a model: `init(rng) -> (params, model_state)` and
+  `apply(params, model_state, x, train) -> (logits, model_state)`.
+
+  `model_state` holds non-trained variables (BatchNorm running statistics), `{}` if none.
+  """
+
+  init: Callable[[jax.Array], tuple[PyTree, PyTree]]
+  apply: Callable[[PyTree, PyTree, jax.Array, bool], tuple[jax.Array, PyTree]]
+
+
+class LogisticRegression(nn.Module):
+  num_classes: int
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    return nn.Dense(self.num_classes)(x.reshape(x.shape[0], -1))
+
+
+class MLP(nn.Module):
+  hidden: Sequence[int]
+  num_classes: int
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    x = x.reshape(x.shape[0], -1)
+    for width in self.hidden:
+      x = nn.relu(nn.Dense(width, kernel_init=nn.initializers.he_normal())(x))
+    return nn.Dense(self.num_classes)(x)
+
+
+def _with_channels(x):
+  return x[..., None] if x.ndim == 2 else x
+
+
+class CNN(nn.Module):
+  """Strided convolutions (any spatial rank), then one hidden dense layer."""
+
+  features: Sequence[int]
+  dense: int
+  num_classes: int
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    x = _with_channels(x)
+    window = (3,) * (x.ndim - 2)
+    for width in self.features:
+      x = nn.relu(nn.Conv(width, window, strides=2, kernel_init=_he_normal)(x))
+    x = nn.relu(nn.Dense(self.dense)(x.reshape(x.shape[0], -1)))
+    return nn.Dense(self.num_classes)(x)
+
+
+class BasicBlock(nn.Module):
+  features: int
+  strides: int
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    norm = lambda: nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)
+    window = (3,) * (x.ndim - 2)
+    y = nn.Conv(self.features, window, self.strides, use_bias=False, kernel_init=_he_normal)(x)
+    y = nn.relu(norm()(y))
+    y = nn.Conv(self.features, window, use_bias=False, kernel_init=_he_normal)(y)
+    y = norm()(y)
+    if x.shape[-1] != self.features or self.strides != 1:
+      x = nn.Conv(self.features, (1,) * (x.ndim - 2), self.strides, use_bias=False,
+                  kernel_init=_he_normal)(x)
+      x = norm()(x)
+    return nn.relu(x + y)
+
+
+class ResNet(nn.Module):
+  """CIFAR ResNet (He et al. 2016): depth 6n+2, three stages of 16/32/64 filters, BatchNorm."""
+
+  blocks_per_stage: int
+  num_classes: int
+  width: int = 16
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    x = _with_channels(x)
+    x = nn.Conv(self.width, (3,) * (x.ndim - 2), use_bias=False, kernel_init=_he_normal)(x)
+    x = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)(x))
+    for stage in range(3):
+      for block in range(self.blocks_per_stage):
+        strides = 2 if stage > 0 and block == 0 else 1
+        x = BasicBlock(self.width * 2**stage, strides)(x, train)
+    x = jnp.mean(x, axis=tuple(range(1, x.ndim - 1)))
+    return nn.Dense(self.num_classes, kernel_init=nn.initializers.normal(0.01))(x)
+
+
+def _module(config: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
+  if config.name == "logistic_regression":
+    return LogisticRegression(num_classes)
+  if config.name == "mlp":
+    return MLP(tuple(config.hidden), num_classes)
+  if config.name == "cnn":
+    return CNN(tuple(config.features), config.dense, num_classes)
+  if config.name == "resnet20":
+    return ResNet(3, num_classes, config.width)
+  raise ConfigError("model.name", f"unknown model {config.name!r}", MODELS)
+
+
+MODELS = ("logistic_regression", "mlp", "cnn", "resnet20")
+
+
+def build(config: ml_collections.ConfigDict, input_shape: Sequence[int],
+          num_classes: int) -> Model:
+  """The pure functions of the model named by `config.name`."""
+  module = _module(config, num_classes)
+  example = jnp.zeros((1, *input_shape), jnp.float32)
+
+  def init(rng):
+    # Non-partitionable threefry compiles ~5x faster on CPU (one random draw per parameter
+    # shape); it changes nothing else here, since the initial model is never sharded.
+    with jax.threefry_partitionable(False):
+      variables = module.init(rng, example, train=False)
+    params = variables.pop("params")
+    return params, dict(variables)
+
+  def apply(params, model_state, x, train):
+    variables = {"params": params, **model_state}
+    if train and model_state:
+      logits, updates = module.apply(variables, x, train=True, mutable=list(model_state))
+      return logits, dict(updates)
+    return module.apply(variables, x, train=train), model_state
+
+  return Model(jax.jit(init), apply)  # one compilation instead of one per initialiser

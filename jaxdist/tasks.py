@@ -1,0 +1,45 @@
+"""Training objectives as pure functions: what an algorithm differentiates and evaluates."""
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxdist.models import Model
+
+PyTree = Any
+Batch = dict[str, jax.Array]
+
+
+class Task(NamedTuple):
+  """`loss(params, model_state, batch, rng) -> (loss, (model_state, metrics))` on a training batch;
+  `evaluate(params, model_state, batch) -> sums` of loss, correct predictions and example count
+  over the examples whose `batch["mask"]` is 1."""
+
+  loss: Callable[[PyTree, PyTree, Batch, jax.Array], tuple[jax.Array, tuple[PyTree, dict]]]
+  evaluate: Callable[[PyTree, PyTree, Batch], dict[str, jax.Array]]
+
+
+def classification(model: Model,
+                   preprocess: Callable[[jax.Array, jax.Array, bool], jax.Array]) -> Task:
+  """Softmax cross-entropy; `preprocess(x, rng, train)` normalises (and augments) the inputs."""
+
+  def loss(params, model_state, batch, rng):
+    x = preprocess(batch["input"], rng, True)
+    logits, model_state = model.apply(params, model_state, x, True)
+    labels = batch["label"]
+    value = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    accuracy = jnp.mean(jnp.argmax(logits, -1) == labels)
+    return value, (model_state, {"loss": value, "accuracy": accuracy})
+
+  def evaluate(params, model_state, batch):
+    x = preprocess(batch["input"], jax.random.PRNGKey(0), False)
+    logits, _ = model.apply(params, model_state, x, False)
+    labels, mask = batch["label"], batch["mask"]
+    losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
+    return {"loss": jnp.sum(losses * mask), "correct": jnp.sum(correct * mask),
+            "count": jnp.sum(mask)}
+
+  return Task(loss, evaluate)
