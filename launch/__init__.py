@@ -1,0 +1,1 @@
+"""`python -m launch --config configs/X.py --workdir DIR [--config.section.field=value ...]`."""

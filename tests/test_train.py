@@ -1,0 +1,131 @@
+"""Runs: resume is bit-identical, bad workdirs and checkpoints are refused and left intact."""
+
+import hashlib
+import json
+import os
+import shutil
+
+import jax
+import numpy as np
+import pytest
+
+from jaxdist import train
+from jaxdist.config import default
+from jaxdist.errors import UserError
+from jaxdist.plot import plot
+from jaxdist.writers import read_metrics
+
+
+def tiny_config(data_dir, **sections):
+  config = default()
+  config.data.update(name="digits", data_dir=data_dir, batch_size=8)
+  config.workers.num_workers = 4
+  config.model.hidden = (32,)
+  config.optim.update(base_lr=0.1, base_batch=32, warmup_epochs=0.05)
+  config.train.update(num_steps=12, log_every=4)
+  config.eval.every_steps = 4
+  config.checkpoint.every_steps = 4
+  for section, fields in sections.items():
+    config[section].update(fields)
+  return config
+
+
+def _final_state(workdir, config):
+  trainer = train.Trainer(config)
+  from jaxdist.checkpoint import Checkpoints
+  checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"), keep=5)
+  step, state, meta = checkpoints.restore(trainer.abstract_state())
+  checkpoints.close()
+  return step, state, meta
+
+
+def _tree_hash(directory):
+  digest = hashlib.sha256()
+  for root, _, files in sorted(os.walk(directory)):
+    for name in sorted(files):
+      with open(os.path.join(root, name), "rb") as f:
+        digest.update(name.encode() + f.read())
+  return digest.hexdigest()
+
+
+def test_interrupted_run_resumes_bit_identical(data_dir, tmp_path):
+  config = tiny_config(data_dir, checkpoint={"keep": 5})
+  unbroken, interrupted = str(tmp_path / "unbroken"), str(tmp_path / "interrupted")
+  result = train.run(config, unbroken)
+  assert result["step"] == 12 and not result["preempted"]
+  train.run(config, interrupted)
+  # Make it look as if the run died after its step-4 checkpoint.
+  for step in ("8", "12"):
+    shutil.rmtree(os.path.join(interrupted, "checkpoints", step))
+  resumed = train.run(config, interrupted)
+  assert resumed["test/accuracy"] == result["test/accuracy"]
+  step_a, state_a, meta_a = _final_state(unbroken, config)
+  step_b, state_b, meta_b = _final_state(interrupted, config)
+  assert step_a == step_b == 12 and meta_a == meta_b
+  jax.tree.map(np.testing.assert_array_equal, state_a, state_b)
+  # The metrics of the lost steps were dropped and written again, once.
+  assert [r["step"] for r in read_metrics(interrupted)] == [4, 8, 12]
+  timeless = lambda records: [{k: v for k, v in r.items() if not k.startswith("perf/")}
+                              for r in records]
+  assert timeless(read_metrics(interrupted)) == timeless(read_metrics(unbroken))
+
+
+def test_metrics_go_to_jsonl_and_tensorboard_and_plot(data_dir, tmp_path):
+  workdir = str(tmp_path / "run")
+  train.run(tiny_config(data_dir), workdir)
+  records = read_metrics(workdir)
+  assert {"train/loss", "train/accuracy", "test/accuracy", "comm/bits_sent", "lr", "samples",
+          "perf/examples_per_second"} <= set(records[-1])
+  assert records[-1]["samples"] == 12 * 4 * 8
+  assert os.listdir(os.path.join(workdir, "tensorboard"))[0].startswith("events.out.tfevents")
+  out = str(tmp_path / "curves.png")
+  plot([workdir], out)
+  assert os.path.getsize(out) > 1000
+
+
+def test_changed_config_is_refused_in_an_existing_workdir(data_dir, tmp_path):
+  workdir = str(tmp_path / "run")
+  train.run(tiny_config(data_dir), workdir)
+  with pytest.raises(UserError, match=r"workdir: .* holds a run with algo.local_steps=4 but the "
+                     r"config has algo.local_steps=2"):
+    train.run(tiny_config(data_dir, algo={"local_steps": 2}), workdir)
+  # Changing how often to log or checkpoint is fine.
+  result = train.run(tiny_config(data_dir, checkpoint={"every_steps": 8}), workdir)
+  assert result["step"] == 12
+
+
+def test_corrupt_checkpoint_is_reported_and_left_untouched(data_dir, tmp_path):
+  workdir = str(tmp_path / "run")
+  config = tiny_config(data_dir, train={"num_steps": 8})
+  train.run(config, workdir)
+  latest = os.path.join(workdir, "checkpoints", "8")
+  for root, _, files in os.walk(latest):
+    for name in files:
+      if name.endswith(".json") or "ocdbt" in root or name.startswith("d"):
+        with open(os.path.join(root, name), "wb") as f:
+          f.write(b"\x00garbage")
+  before = _tree_hash(workdir)
+  with pytest.raises(UserError, match=r"workdir: the checkpoint at .*checkpoints/8 cannot be "
+                     r"restored .*left untouched"):
+    train.run(config, workdir)
+  assert _tree_hash(workdir) == before
+
+
+def test_unwritable_workdir_is_refused(data_dir, tmp_path):
+  blocker = tmp_path / "file"
+  blocker.write_text("not a directory")
+  with pytest.raises(UserError, match=r"workdir: cannot write to .*file/run"):
+    train.run(tiny_config(data_dir), str(blocker / "run"))
+
+
+@pytest.mark.parametrize("eval_model", ["average", "workers"])
+def test_simulated_and_shard_map_runs_agree(data_dir, tmp_path, eval_model):
+  results = {}
+  for backend in ("simulated", "shard_map"):
+    config = tiny_config(data_dir, workers={"backend": backend, "num_workers": 8},
+                         eval={"model": eval_model})
+    results[backend] = train.run(config, str(tmp_path / backend))
+  for key in ("train/loss", "test/accuracy", "test/loss"):
+    assert results["simulated"][key] == pytest.approx(results["shard_map"][key], rel=1e-5)
+  with open(tmp_path / "shard_map" / "config.json") as f:
+    assert json.load(f)["workers.backend"] == "shard_map"
