@@ -2,7 +2,7 @@
 
 Inputs are `[batch, *input_shape]`: images `[H, W, C]`, signals such as MNIST-1D `[L]` (the
 convolutional models read a rank-1 example as one channel). Convolutions use He initialisation and
-the ResNet classifier N(0, 0.01^2), as in the thesis's setups (lin-thesis.md §0).
+the ResNet classifier N(0, 0.01^2), as in the thesis's setups ([Lin22] App. 11.1).
 """
 
 from typing import Any, Callable, NamedTuple, Sequence

@@ -28,6 +28,16 @@ RESUMABLE_FIELDS = ("train.log_every", "eval.every_steps", "eval.batch_size",
                     "workers.backend", "workers.num_devices")
 
 
+def compiler_options() -> dict[str, str] | None:
+  """XLA options for the jitted pieces of a run.
+
+  On XLA:CPU, YNNPACK fusions turn the reduction over the worker axis that averaging makes into
+  a kernel ~50x slower than XLA's own loop (9 ms instead of 0.17 ms for 8 x 65k floats), and the
+  whole training step runs no faster with them (benchmarks/simulation_overhead.py); they are off.
+  """
+  return {"xla_cpu_experimental_ynn_fusion_type": ""} if jax.default_backend() == "cpu" else None
+
+
 class TrainState(NamedTuple):
   rng: jax.Array  # base key; each step folds in the step and the worker index
   algo: Any
@@ -59,33 +69,33 @@ class Trainer:
     self.state_axes = TrainState(rng=SHARED, algo=self.algorithm.state_axes)
     self._train_chunk = jax.jit(
         self.workers.map(self._chunk, in_axes=(self.state_axes, 1),
-                         out_axes=(self.state_axes, SHARED)), donate_argnums=0)
+                         out_axes=(self.state_axes, SHARED)),
+        donate_argnums=0, compiler_options=compiler_options())
     self._compiled: dict[int, Any] = {}
     self._test_set, test_axes = self._place_test_set()
-    self._evaluate = jax.jit(self.workers.map(self._evaluate_per_worker,
-                                              in_axes=(self.state_axes, test_axes),
-                                              out_axes=SHARED))
+    self._evaluate = jax.jit(
+        self.workers.map(self._evaluate_per_worker, in_axes=(self.state_axes, test_axes),
+                         out_axes=SHARED), compiler_options=compiler_options())
 
   # -- state -------------------------------------------------------------------------------------
 
-  def init(self) -> TrainState:
+  def _initial_state(self) -> TrainState:
     """Every worker starts from the same model, drawn from the seed."""
     init_rng, train_rng = jax.random.split(jax.random.PRNGKey(self.config.seed))
+    params, model_state = self.model.init(init_rng)
 
     def per_worker(rng, params, model_state):
       return TrainState(rng, self.algorithm.init(params, model_state))
 
-    @jax.jit
-    def init_all():
-      params, model_state = self.model.init(init_rng)
-      return self.workers.map(per_worker, in_axes=SHARED, out_axes=self.state_axes)(
-          train_rng, params, model_state)
+    return self.workers.map(per_worker, in_axes=SHARED, out_axes=self.state_axes)(
+        train_rng, params, model_state)
 
-    return init_all()
+  def init(self) -> TrainState:
+    return jax.jit(self._initial_state, compiler_options=compiler_options())()
 
   def abstract_state(self) -> TrainState:
     """Shapes, dtypes and shardings of the state, for restoring a checkpoint onto the devices."""
-    shapes = jax.eval_shape(self.init)
+    shapes = jax.eval_shape(self._initial_state)
     shardings = self.workers.shardings(self.state_axes, shapes)
     return jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
                         shapes, shardings)
