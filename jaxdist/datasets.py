@@ -1,11 +1,14 @@
 """Datasets through tensorflow-datasets' TF-free random-access path (`tfds.data_source`).
 
 Offline datasets are generated locally by their tfds builders on first use (array_record files in
-`data_dir`): MNIST-1D from the `mnist1d` package's templates and scikit-learn's 8x8 digits. The tfds
+`data_dir`): MNIST-1D from the `mnist1d` package's templates (the reference 5,000 samples, or 50,000
+for runs with many workers; the larger one takes about a minute to generate) and scikit-learn's
+8x8 digits. The tfds
 catalogue datasets `mnist` and `cifar10` are read when a user has prepared them in `data_dir`.
 A split is decoded once into numpy arrays; batches are gathered from them by index.
 """
 
+import dataclasses
 from typing import Callable, NamedTuple
 
 import jax
@@ -15,16 +18,25 @@ import tensorflow_datasets as tfds
 
 from jaxdist.errors import ConfigError
 
-OFFLINE = ("mnist1d", "digits")
+OFFLINE = ("mnist1d", "mnist1d_large", "digits")
 PREPARED = ("mnist", "cifar10")
 DATASETS = OFFLINE + PREPARED
 AUGMENTATIONS = ("none", "crop_flip")
 
 
+@dataclasses.dataclass
+class Mnist1dConfig(tfds.core.BuilderConfig):
+  num_samples: int = 5000
+
+
 class Mnist1d(tfds.core.GeneratorBasedBuilder):
-  """MNIST-1D (Greydanus 2020): 4000/1000 signals of length 40, generated from digit templates."""
+  """MNIST-1D (Greydanus 2020): signals of length 40 generated from digit templates, 80% train."""
 
   VERSION = tfds.core.Version("1.0.0")
+  BUILDER_CONFIGS = [
+      Mnist1dConfig(name="default", num_samples=5000, description="the reference set"),
+      Mnist1dConfig(name="large", num_samples=50_000, description="ten times as many samples"),
+  ]
 
   def _info(self):
     return tfds.core.DatasetInfo(
@@ -36,7 +48,9 @@ class Mnist1d(tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager):
     from mnist1d.data import get_dataset_args, make_dataset  # pylint: disable=g-import-not-at-top
-    data = make_dataset(get_dataset_args())  # the reference set: seed 42, 5000 samples, 80% train
+    args = get_dataset_args()  # the reference generator: seed 42, 80% train
+    args.num_samples = self.builder_config.num_samples
+    data = make_dataset(args)
     return {"train": self._generate_examples(data["x"], data["y"]),
             "test": self._generate_examples(data["x_test"], data["y_test"])}
 
@@ -72,7 +86,9 @@ class Digits(tfds.core.GeneratorBasedBuilder):
       yield i, {"image": x, "label": int(y)}
 
 
-_BUILDERS = {"mnist1d": Mnist1d, "digits": Digits}
+# data.name -> (builder, tfds name)
+_BUILDERS = {"mnist1d": (Mnist1d, "mnist1d/default"), "mnist1d_large": (Mnist1d, "mnist1d/large"),
+             "digits": (Digits, "digits")}
 
 
 class Dataset(NamedTuple):
@@ -100,14 +116,16 @@ def load(name: str, data_dir: str = "") -> Dataset:
     raise ConfigError("data.name", f"unknown dataset {name!r}", DATASETS)
   data_dir = data_dir or None  # tfds's default (~/tensorflow_datasets or $TFDS_DATA_DIR)
   if name in _BUILDERS:
-    builder = _BUILDERS[name](data_dir=data_dir, file_format="array_record")
+    builder_class, tfds_name = _BUILDERS[name]
+    builder = builder_class(config=tfds_name.partition("/")[2] or None, data_dir=data_dir,
+                            file_format="array_record")
     if not builder.is_prepared():
       tfds.disable_progress_bar()
       builder.download_and_prepare()
   else:
-    builder = tfds.builder(name, data_dir=data_dir)
+    tfds_name, builder = name, tfds.builder(name, data_dir=data_dir)
   try:
-    splits = {s: tfds.data_source(name, split=s, data_dir=data_dir, download=False)
+    splits = {s: tfds.data_source(tfds_name, split=s, data_dir=data_dir, download=False)
               for s in ("train", "test")}
   except Exception:  # tfds raises several types here; say what is wrong and how to mend it
     raise ConfigError("data.name", _not_ready(builder, data_dir), OFFLINE) from None
