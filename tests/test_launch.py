@@ -1,0 +1,127 @@
+"""`python -m launch`: one clear line for bad input, SIGTERM saves a checkpoint and exits."""
+
+import ast
+import os
+import re
+import signal
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from jaxdist import overrides, train
+from jaxdist.checkpoint import Checkpoints
+from jaxdist.config import validate
+from jaxdist.errors import ConfigError, UserError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+QUICKSTART = os.path.join(ROOT, "configs", "quickstart.py")
+
+
+def _launch(*args, **popen):
+  env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+  return subprocess.Popen([sys.executable, "-m", "launch", *args], cwd=ROOT, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--config.algo.local_stepz=8"],
+     "error: config.algo.local_stepz: no such field 'local_stepz' in config.algo "
+     "(allowed: local_steps, name)"),
+    (["--config.algo.local_steps=two"],
+     "error: config.algo.local_steps: cannot use 'two' (invalid literal for int() with base 10: "
+     "'two') (allowed: a value of type int)"),
+    (["--config.algo.local_steps=0"], "error: algo.local_steps: must be >= 1, got 0 (allowed: >= 1)"),
+])
+def test_bad_input_ends_with_one_line(tmp_path, args, message):
+  process = _launch("--config", QUICKSTART, "--workdir", str(tmp_path / "run"), *args)
+  out, err = process.communicate(timeout=120)
+  assert process.returncode == 2
+  assert err.strip() == message, err
+  assert not os.path.exists(tmp_path / "run")
+
+
+def _quickstart(*fields):
+  """The quickstart config with `section.key=value` fields set, as the command line would."""
+  config = overrides.load(QUICKSTART)
+  for field in fields:
+    name, value = field.split("=", 1)
+    section, key = name.split(".")
+    try:
+      value = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+      pass
+    config[section][key] = value
+  return config
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("workers.num_workers", 0, r"workers.num_workers: must be >= 1, got 0"),
+    ("workers.backend", "tpu", r"workers.backend: unknown value 'tpu' \(allowed: 'simulated', "
+     r"'shard_map'\)"),
+    ("data.name", "imagenet", r"data.name: unknown value 'imagenet' \(allowed: 'mnist1d', "),
+    ("model.name", "vit", r"model.name: unknown value 'vit' \(allowed: 'logistic_regression', "),
+    ("algo.name", "fedavg", r"algo.name: unknown value 'fedavg' \(allowed: 'minibatch_sgd', "),
+    ("checkpoint.every_steps", 75, r"checkpoint.every_steps: 75 is not a multiple of "
+     r"train.log_every \(50\) \(allowed: 0 or multiples of 50\)"),
+    ("train.num_epochs", 0.0, r"train.num_steps: one of train.num_steps and train.num_epochs"),
+])
+def test_bad_values_are_named_with_what_is_allowed(field, value, message):
+  config = overrides.load(QUICKSTART)
+  section, key = field.split(".")
+  config[section][key] = value
+  with pytest.raises(ConfigError, match=message):
+    validate(config)
+
+
+def test_workers_not_divisible_by_devices_are_refused(tmp_path):
+  config = overrides.load(QUICKSTART)
+  config.workers.update(num_workers=12, backend="shard_map")
+  with pytest.raises(ConfigError, match=r"workers.num_workers: 12 workers on a grid \(12,\) cannot "
+                     r"be spread evenly over 8 devices \(allowed: a multiple of 8"):
+    train.run(config, str(tmp_path / "run"))
+  assert not os.listdir(tmp_path / "run")
+
+
+def test_missing_arguments_and_files_are_one_line(tmp_path):
+  with pytest.raises(UserError, match=r"--config: no such file 'nope.py'"):
+    overrides.parse(["launch", "--config=nope.py"])
+  with pytest.raises(UserError, match=r"--config: missing"):
+    overrides.parse(["launch", "--workdir=x"])
+  with pytest.raises(UserError, match=r"config.algo.name.x: config.algo.name is a value"):
+    overrides.parse(["launch", f"--config={QUICKSTART}", "--config.algo.name.x=1"])
+
+
+def test_sigterm_saves_a_checkpoint_and_the_run_resumes_exactly(data_dir, tmp_path):
+  fields = [f"data.data_dir={data_dir}", "data.name=digits", "data.batch_size=8",
+            "model.hidden=(16,)", "train.num_steps=300", "train.log_every=1",
+            "eval.every_steps=0", "workers.num_workers=4", "optim.warmup_epochs=0.0"]
+  workdir = str(tmp_path / "preempted")
+  process = _launch(f"--config={QUICKSTART}", f"--workdir={workdir}",
+                    *[f"--config.{f}" for f in fields])
+  for line in process.stdout:
+    if line.startswith("step"):
+      process.send_signal(signal.SIGTERM)
+      break
+  out, err = process.communicate(timeout=120)
+  assert process.returncode == 143, err
+  stopped = re.search(r"^stopped by SIGTERM at step (\d+); checkpoint saved", out, re.M)
+  assert stopped, out
+  step = int(stopped[1])
+  assert 0 < step < 300
+  assert os.path.isdir(os.path.join(workdir, "checkpoints", str(step)))
+
+  config = _quickstart(*fields)
+  resumed = train.run(config, workdir)
+  unbroken = train.run(config, str(tmp_path / "unbroken"))
+  assert resumed["step"] == unbroken["step"] == 300
+  assert resumed["test/accuracy"] == unbroken["test/accuracy"]
+  trainer = train.Trainer(config)
+  states = []
+  for run in (workdir, str(tmp_path / "unbroken")):
+    checkpoints = Checkpoints(os.path.join(run, "checkpoints"), keep=2)
+    states.append(checkpoints.restore(trainer.abstract_state())[1])
+    checkpoints.close()
+  jax.tree.map(np.testing.assert_array_equal, *states)
