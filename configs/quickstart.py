@@ -17,7 +17,8 @@ def get_config(variant: str = ""):
   config.model.name = "mlp"
   config.optim.base_lr = 0.05
   config.optim.base_batch = 32
-  config.optim.lr_scaling = "none"
+  config.optim.lr_scaling = "none"  # both methods use the same rate on the same global batch
+  config.optim.weight_decay = 5e-4
   config.train.num_epochs = 60.0
   config.eval.every_steps = 100
   if variant == "minibatch":
