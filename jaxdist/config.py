@@ -16,7 +16,7 @@ EVAL_MODELS = ("average", "workers")
 
 
 def default() -> ml_collections.ConfigDict:
-  """All fields, with the thesis's recipe as defaults where it has one (lin-thesis.md §0)."""
+  """All fields, with the thesis's recipe as defaults where it has one ([Lin22] App. 11.1)."""
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.algo = dict(

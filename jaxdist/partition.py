@@ -1,6 +1,6 @@
 """Which examples each worker trains on, and batches that depend only on (seed, step, worker).
 
-Partitions (lin-thesis.md §0, §12):
+Partitions ([Lin22] App. 11.1 and, for Dirichlet, ch. 8-9 with App. 17.3.2 and 18.1.2):
 * `iid`: the training set is re-shuffled globally every epoch and split into K equal disjoint parts
   (the thesis's datacenter setting);
 * `iid_fixed`: one random split into K equal parts, fixed for the run;

@@ -1,4 +1,4 @@
-"""The thesis's large-batch training recipe (lin-thesis.md §0, §16 pitfalls 4-5) on optax.
+"""The thesis's large-batch training recipe ([Lin22] §2.2 and App. 11.1.3) on optax.
 
 * learning rate scaled with the global batch K*B (linear or square-root rule), reached by a gradual
   linear warmup from the unscaled rate (or a given start) over some epochs;

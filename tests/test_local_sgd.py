@@ -26,7 +26,7 @@ def _workers(k, backend="simulated"):
 
 
 def test_local_sgd_with_one_local_step_is_minibatch_sgd():
-  """H=1: averaging the models after every Nesterov step equals averaging the gradients (§2),
+  """H=1: averaging the models after every Nesterov step equals averaging the gradients ([Lin22] ch. 2),
   even though the momentum buffers stay local; float64 makes the comparison sharp."""
   with jax.enable_x64(True):
     batches, params = regression_data(8, steps=20, dtype=np.float64)

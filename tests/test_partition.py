@@ -43,7 +43,7 @@ def _class_shares(shards):
 
 
 def test_dirichlet_partition_statistics():
-  """T16 (lin-thesis.md §15): alpha=100 near-uniform, alpha=0.1 dominated by 1-2 classes,
+  """[Lin22] App. 17.3.2: alpha=100 near-uniform, alpha=0.1 dominated by 1-2 classes,
   alpha=0.01 one class per worker; every worker holds N/K examples."""
   rng = np.random.default_rng(0)
   uniform_shards = dirichlet_per_class(LABELS, 20, 100.0, rng)

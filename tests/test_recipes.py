@@ -24,7 +24,7 @@ def test_linear_scaling_warmup_and_step_decay_in_samples():
   lr = recipes.learning_rate(config, global_batch=2048, train_size=50_000, total_steps=steps)
   k = 2048 / 128
   assert float(lr(0)) == pytest.approx(0.1)
-  # Thesis (§0, L2841): per-iteration increment (k*eta - eta) / (5N / (k*n)), n = 128.
+  # [Lin22] App. 11.1.3: per-iteration increment (k*eta - eta) / (5N / (k*n)), n = 128.
   increment = (k * 0.1 - 0.1) / (5 * 50_000 / (k * 128))
   assert float(lr(10) - lr(9)) == pytest.approx(increment, rel=1e-5)
   warmup_steps = 5 * 50_000 / 2048
@@ -46,7 +46,7 @@ def test_square_root_scaling_and_explicit_warmup_start():
 
 
 def test_nesterov_forms_agree():
-  """PyTorch's Nesterov iterate y_t equals the thesis's look-ahead form x_t + u v_t (§0)."""
+  """PyTorch's Nesterov iterate y_t equals the thesis's look-ahead form x_t + u v_t ([Lin22] §3.5)."""
   with jax.enable_x64(True):
     hessian = jnp.diag(jnp.array([1.0, 10.0, 0.1]))
     grad = lambda x: hessian @ x

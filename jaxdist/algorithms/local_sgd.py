@@ -1,4 +1,4 @@
-"""Mini-batch SGD and local SGD (lin-thesis.md §1-2; thesis eq. 2.1, eq. 2.2 and Algorithm 7).
+"""Mini-batch SGD and local SGD ([Lin22] ch. 2: eq. 2.1, eq. 2.2, Algorithm 7).
 
 Mini-batch SGD averages the gradients of all workers every step, so all workers hold the same
 model and optimizer state: those are SHARED. Local SGD runs H steps of the local optimizer on each
