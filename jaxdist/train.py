@@ -95,19 +95,33 @@ class Trainer:
 
   def abstract_state(self) -> TrainState:
     """Shapes, dtypes and shardings of the state, for restoring a checkpoint onto the devices."""
-    shapes = jax.eval_shape(self._initial_state)
-    shardings = self.workers.shardings(self.state_axes, shapes)
-    return jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
-                        shapes, shardings)
+    return self.workers.abstract(self.state_axes, jax.eval_shape(self._initial_state))
 
   # -- training ----------------------------------------------------------------------------------
 
+  def _batch_shapes(self, num_steps: int) -> dict[str, jax.ShapeDtypeStruct]:
+    lead = (num_steps, *self.workers.shape, self.config.data.batch_size)
+    return self.workers.abstract(1, {k: jax.ShapeDtypeStruct(lead + v.shape[1:], v.dtype)
+                                     for k, v in self.dataset.train.items()})
+
   def batches(self, first_step: int, num_steps: int) -> dict[str, jax.Array]:
-    """The training batches of `num_steps` steps: `[steps, workers, batch, ...]` on the devices."""
-    indices = self.sampler.indices(first_step, num_steps, range(self.workers.num_workers))
-    grid = (num_steps, *self.workers.shape, self.config.data.batch_size)
-    data = {k: v[indices].reshape(grid + v.shape[1:]) for k, v in self.dataset.train.items()}
-    return jax.device_put(data, self.workers.shardings(1, data))
+    """The training batches of `num_steps` steps, `[steps, *worker grid, batch, ...]`, on the
+    devices. Each device's shard is gathered for its own workers only."""
+    worker_ids = np.arange(self.workers.num_workers).reshape(self.workers.shape)
+    grid_dims = len(self.workers.shape)
+
+    def build(key, spec):
+      examples = self.dataset.train[key]
+
+      def shard(index):
+        workers = worker_ids[index[1:1 + grid_dims]]
+        indices = self.sampler.indices(first_step, num_steps, workers.ravel())
+        return examples[indices].reshape((num_steps, *workers.shape) + indices.shape[2:] +
+                                         examples.shape[1:])
+
+      return jax.make_array_from_callback(spec.shape, spec.sharding, shard)
+
+    return {k: build(k, spec) for k, spec in self._batch_shapes(num_steps).items()}
 
   def _chunk(self, state: TrainState, batches):
     comm = self.workers.comm
@@ -123,13 +137,8 @@ class Trainer:
     """Compiles the chunk of `num_steps` steps ahead of its first use."""
     if num_steps in self._compiled:
       return
-    batch = (num_steps, *self.workers.shape, self.config.data.batch_size)
-    shapes = {k: jax.ShapeDtypeStruct(batch + v.shape[1:], v.dtype)
-              for k, v in self.dataset.train.items()}
-    shardings = self.workers.shardings(1, shapes)
-    batches = jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
-                           shapes, shardings)
-    self._compiled[num_steps] = self._train_chunk.lower(self.abstract_state(), batches).compile()
+    self._compiled[num_steps] = self._train_chunk.lower(
+        self.abstract_state(), self._batch_shapes(num_steps)).compile()
 
   def train(self, state: TrainState, batches) -> tuple[TrainState, dict[str, jax.Array]]:
     """Runs the steps of `batches`; metrics come back per step, averaged over the workers."""

@@ -191,6 +191,12 @@ class Workers:
                         is_leaf=lambda x: isinstance(x, PartitionSpec))
 
 
+  def abstract(self, axes: Any, shapes: Any) -> Any:
+    """`shapes` (ShapeDtypeStructs) with the shardings that `axes` gives them."""
+    return jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
+                        shapes, self.shardings(axes, shapes))
+
+
 def make_workers(shape: Sequence[int], names: Sequence[str], backend: str,
                  num_devices: int = 0) -> Workers:
   """Builds the worker grid; `num_devices=0` uses every visible device (shard_map only)."""
