@@ -80,10 +80,134 @@ def test_weight_decay_skips_biases_and_normalisation_parameters():
 @pytest.mark.parametrize("fields, message", [
     ({"decay_at": (0.75, 0.5)}, r"optim.decay_at: \(0.75, 0.5\) are not increasing"),
     ({"decay_at": (0.5, 1.2)}, r"optim.decay_at"),
-    ({"warmup_epochs": 50.0}, r"optim.warmup_epochs: 50.0 epochs of warmup do not fit"),
+    ({"warmup_epochs": 50.0}, r"optim.warmup_epochs: 50 epochs of warmup do not fit"),
     ({"lr_scaling": "cubic"}, r"optim.lr_scaling: unknown rule 'cubic'.*'linear', 'sqrt'"),
-    ({"schedule": "poly"}, r"optim.schedule: unknown schedule 'poly'"),
+    ({"schedule": "sine"}, r"optim.schedule: unknown schedule 'sine'"),
 ])
 def test_bad_schedules_are_refused(fields, message):
   with pytest.raises(ConfigError, match=message):
     recipes.learning_rate(_optim(**fields), global_batch=256, train_size=1000, total_steps=100)
+
+
+def _run(tx, params, grads_per_step):
+  state = tx.init(params)
+  out = []
+  for grads in grads_per_step:
+    updates, state = tx.update(grads, state, params)
+    params = optax.apply_updates(params, updates)
+    out.append(updates)
+  return out
+
+
+def _problem(steps=4, seed=0):
+  rng = np.random.default_rng(seed)
+  params = {"kernel": jnp.asarray(rng.normal(size=(6, 4)), jnp.float32),
+            "bias": jnp.asarray(rng.normal(size=4), jnp.float32)}
+  grads = [jax.tree.map(lambda p: jnp.asarray(rng.normal(size=p.shape) * 0.1, jnp.float32), params)
+           for _ in range(steps)]
+  return params, grads
+
+
+def test_lars_agrees_with_optax_where_the_definitions_coincide():
+  params, grads = _problem()
+  lr = optax.linear_schedule(0.5, 2.0, 4)  # a changing rate: the momentum placement matters
+  config = _optim(optimizer="lars", weight_decay=0.01, trust_denominator="norm_of_sum",
+                  adapt_norm_and_bias=True, decay_norm_and_bias=True, nesterov=False, eps=0.0)
+  reference = optax.lars(lr, weight_decay=0.01, momentum=0.9)
+  ours = recipes.lars(lr, weight_decay=0.01, momentum=0.9, trust_denominator="norm_of_sum")
+  chosen = recipes.optimizer(config, lr)
+  for a, b, c in zip(_run(reference, params, grads), _run(ours, params, grads),
+                     _run(chosen, params, grads)):
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5), a, b)
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5), a, c)
+
+
+def test_lars_thesis_form_by_hand():
+  """[You20] ch. 5: ratio l*||w||/(||g|| + wd*||w||), clipped; d = clip(g + wd*w); the reference
+  code's learning rate outside the momentum; biases get plain momentum SGD."""
+  w = jnp.array([[3.0, 4.0]])  # ||w|| = 5
+  g = jnp.array([[0.3, 0.0]])  # ||g|| = 0.3
+  params, grads = {"kernel": w, "bias": jnp.array([1.0])}, {"kernel": g, "bias": jnp.array([2.0])}
+  config = _optim(optimizer="lars", weight_decay=0.1, trust_coefficient=0.01, eps=0.0,
+                  lars_momentum="lr_outside", trust_clip=(0.0, 0.05), grad_clip_value=0.5)
+  tx = recipes.optimizer(config, optax.constant_schedule(2.0))
+  updates, state = tx.update(grads, tx.init(params), params)
+  ratio = min(0.01 * 5.0 / (0.3 + 0.1 * 5.0), 0.05)  # 0.0625 -> clipped to 0.05
+  d = np.clip(np.asarray(g + 0.1 * w), -0.5, 0.5)
+  np.testing.assert_allclose(updates["kernel"], -2.0 * ratio * d, rtol=1e-6)
+  np.testing.assert_allclose(updates["bias"], [-2.0 * 0.5], rtol=1e-6)  # clipped, ratio 1
+  updates, _ = tx.update(grads, state, params)  # a = 0.9*d + d, scaled by lr*ratio
+  np.testing.assert_allclose(updates["kernel"], -2.0 * ratio * 1.9 * d, rtol=1e-6)
+  # The optax denominator ||g + wd*w|| gives a different step.
+  other = recipes.optimizer(_optim(optimizer="lars", weight_decay=0.1, trust_coefficient=0.01,
+                                   eps=0.0, trust_denominator="norm_of_sum", momentum=0.0),
+                            optax.constant_schedule(2.0))
+  other_updates, _ = other.update(grads, other.init(params), params)
+  ratio_optax = 0.01 * 5.0 / float(jnp.linalg.norm(g + 0.1 * w))
+  np.testing.assert_allclose(other_updates["kernel"], -2.0 * ratio_optax * (g + 0.1 * w),
+                             rtol=1e-6)
+
+
+def test_lars_zero_norm_leaf_gets_ratio_one():
+  params, grads = {"kernel": jnp.zeros((2, 2))}, {"kernel": jnp.ones((2, 2))}
+  tx = recipes.lars(1.0, momentum=0.0, trust_coefficient=0.001)
+  updates, _ = tx.update(grads, tx.init(params), params)
+  np.testing.assert_allclose(updates["kernel"], -np.ones((2, 2)))
+
+
+def test_lamb_agrees_with_optax_and_its_variants_by_hand():
+  params, grads = _problem()
+  lr = optax.constant_schedule(0.01)
+  base = dict(optimizer="lamb", weight_decay=0.01, adapt_norm_and_bias=True, eps=1e-6)
+  reference = optax.lamb(lr, weight_decay=0.01, mask=recipes._is_weight_matrix)
+  chosen = recipes.optimizer(_optim(**base), lr)
+  custom = optax.chain(recipes.scale_by_adam(eps=1e-6),
+                       optax.add_decayed_weights(0.01, recipes._is_weight_matrix),
+                       recipes.scale_by_trust_ratio(), optax.scale_by_learning_rate(lr))
+  for a, b, c in zip(_run(reference, params, grads), _run(chosen, params, grads),
+                     _run(custom, params, grads)):
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5), a, b)
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5), a, c)
+  # As printed in Alg. 16: eps inside the square root, no bias correction, bias left unadapted.
+  tx = recipes.optimizer(_optim(**{**base, "eps_inside_sqrt": True, "bias_correction": False,
+                                   "adapt_norm_and_bias": False}), lr)
+  updates, _ = tx.update(grads[0], tx.init(params), params)
+  g, w = np.asarray(grads[0]["kernel"]), np.asarray(params["kernel"])
+  m, v = 0.1 * g, 0.001 * g**2
+  r = m / np.sqrt(v + 1e-6) + 0.01 * w
+  np.testing.assert_allclose(updates["kernel"], -0.01 * np.linalg.norm(w) / np.linalg.norm(r) * r,
+                             rtol=1e-5)
+  gb = np.asarray(grads[0]["bias"])
+  np.testing.assert_allclose(updates["bias"], -0.01 * (0.1 * gb) / np.sqrt(0.001 * gb**2 + 1e-6),
+                             rtol=1e-5)
+
+
+@pytest.mark.parametrize("optimizer", ["lars", "lamb"])
+def test_trust_ratio_norms_combine_across_shards(optimizer):
+  """A tensor split over 8 devices gets the trust ratio of the whole tensor."""
+  params, grads = _problem(steps=1)
+  params = {"kernel": jnp.tile(params["kernel"], (4, 1))}  # [24, 4]: 3 rows per device
+  grads = [{"kernel": jnp.tile(grads[0]["kernel"], (4, 1))}]
+  config = _optim(optimizer=optimizer, weight_decay=0.01)
+  whole = _run(recipes.optimizer(config, optax.constant_schedule(0.1)), params, grads)[0]
+  mesh = jax.sharding.Mesh(np.array(jax.devices()), ("shards",))
+  tx = recipes.optimizer(config, optax.constant_schedule(0.1), norm_axes=("shards",))
+
+  def sharded_step(p, g):
+    return tx.update(g, tx.init(p), p)[0]
+
+  spec = jax.sharding.PartitionSpec("shards")
+  split = jax.jit(jax.shard_map(sharded_step, mesh=mesh, in_specs=(spec, spec), out_specs=spec))
+  np.testing.assert_allclose(split(params, grads[0])["kernel"], whole["kernel"], rtol=1e-5)
+
+
+def test_polynomial_decay_and_legw_warmup():
+  config = _optim(base_lr=0.1, base_batch=100, lr_scaling="sqrt", schedule="poly",
+                  decay_power=1.0, warmup_epochs=0.5, warmup_scaling="legw", warmup_start_lr=0.0)
+  # Batch 400 = 4x base: LEGW warms up for 4 x 0.5 = 2 epochs = 2 x 1000 / 400 = 5 steps.
+  lr = recipes.learning_rate(config, global_batch=400, train_size=1000, total_steps=25)
+  peak = 0.1 * 2.0
+  assert float(lr(0)) == 0.0 and float(lr(5)) == pytest.approx(peak)
+  assert float(lr(4)) == pytest.approx(0.8 * peak)
+  assert float(lr(15)) == pytest.approx(peak * 0.5)  # halfway through the decay
+  assert float(lr(25)) == pytest.approx(0.0, abs=1e-7)
