@@ -10,6 +10,7 @@ import ml_collections
 from ml_collections import config_dict
 
 from jaxdist import algorithms, datasets, models, partition, recipes, workers
+from jaxdist.algorithms import extrap, local_sgd
 from jaxdist.errors import ConfigError
 
 EVAL_MODELS = ("average", "workers")
@@ -20,11 +21,21 @@ def default() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.algo = dict(
-      name="local_sgd",  # minibatch_sgd | local_sgd
-      local_steps=4,  # H: local steps between averaging (local_sgd)
+      # minibatch_sgd | local_sgd | post_local_sgd | hierarchical_local_sgd
+      name="local_sgd",
+      local_steps=4,  # H: local steps between averagings
+      block_steps=1,  # H_b (hierarchical): node averagings between two global ones
+      switch_epochs=-1.0,  # post_local_sgd: switch after these epochs; < 0: at the first decay
+      switch_samples=0,  # post_local_sgd: switch after these samples, if > 0
+      global_momentum=0.0,  # momentum on the averaged model differences (block momentum)
+      compression="none",  # none | sign (signSGD) | ef_sign (EF-signSGD) of the averaging
+      # none | extrap | gradient_noise | gaussian | uniform | smoothout | extrap_adam
+      extrapolation="none",
+      extrapolation_scale=1.0,  # eta_hat = scale * lr / K
   )
   c.workers = dict(
       num_workers=8,  # K
+      per_node=0,  # hierarchical_local_sgd: workers per node (K / per_node nodes)
       backend="simulated",  # simulated: vmap on one device | shard_map: over a device mesh
       num_devices=0,  # shard_map: devices in the mesh, 0 = all visible
   )
@@ -45,19 +56,33 @@ def default() -> ml_collections.ConfigDict:
       width=16,  # resnet20: filters of the first stage
   )
   c.optim = dict(
-      optimizer="sgd",
+      optimizer="sgd",  # sgd | adam | lars | lamb
       base_lr=0.1,  # learning rate at base_batch
       base_batch=128,
       lr_scaling="linear",  # linear | sqrt | none: scaling with the global batch K*B
       warmup_epochs=0.0,
+      warmup_scaling="none",  # none | legw: warmup epochs grow with the batch (constant steps)
       warmup_start_lr=config_dict.placeholder(float),  # None: start from base_lr
-      schedule="step",  # step | constant | cosine
+      schedule="step",  # step | constant | cosine | poly
       decay_at=(0.5, 0.75),  # step: fractions of all samples
-      decay_factor=0.1,
-      momentum=0.9,
-      nesterov=True,
+      decay_factor=0.1,  # step
+      decay_power=2.0,  # poly: lr * (1 - progress)^power after the warmup
+      momentum=0.9,  # sgd, lars
+      nesterov=True,  # sgd, lars
       weight_decay=1e-4,
-      decay_norm_and_bias=False,
+      decay_norm_and_bias=False,  # weight decay also on leaves of rank < 2
+      b1=0.9,  # adam, lamb
+      b2=0.999,
+      eps=1e-6,  # adam, lamb; lars: added to the trust-ratio denominator
+      eps_inside_sqrt=False,  # lamb: m / sqrt(v + eps) as printed in [You20] Alg. 16
+      bias_correction=True,  # lamb
+      trust_coefficient=0.001,  # lars
+      trust_denominator="sum_of_norms",  # lars: ||g|| + wd||w|| | norm_of_sum: ||g + wd w||
+      trust_clip=(0.0, math.inf),  # lars: bounds of the trust ratio; lamb: bounds of phi(||x||)
+      lars_momentum="lr_inside",  # lr_inside: a = m a + lr d | lr_outside: w -= lr * a
+      adapt_norm_and_bias=False,  # lars, lamb: trust ratio also on leaves of rank < 2
+      grad_clip_value=0.0,  # lars: clip each gradient entry to +-value; 0 = off
+      grad_clip_norm=0.0,  # clip the global gradient norm (per worker); 0 = off
   )
   c.train = dict(
       num_epochs=30.0,  # passes over the training set by all workers together
@@ -98,7 +123,22 @@ def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError naming the first field whose value cannot be used."""
   _choice(config, "algo.name", algorithms.ALGORITHMS)
   _at_least(config, "algo.local_steps", 1)
+  _at_least(config, "algo.block_steps", 1)
+  _at_least(config, "algo.switch_samples", 0)
+  _at_least(config, "algo.global_momentum", 0)
+  _at_least(config, "algo.extrapolation_scale", 0)
+  _choice(config, "algo.compression", local_sgd.COMPRESSIONS)
+  _choice(config, "algo.extrapolation", extrap.KINDS)
+  if config.algo.switch_samples > 0 and config.algo.switch_epochs >= 0:
+    raise ConfigError("algo.switch_samples", "set either algo.switch_samples or "
+                      "algo.switch_epochs, not both", "switch_samples = 0 or switch_epochs < 0")
   _at_least(config, "workers.num_workers", 1)
+  _at_least(config, "workers.per_node", 0)
+  per_node = config.workers.per_node
+  if per_node and config.workers.num_workers % per_node:
+    raise ConfigError("workers.per_node", f"{per_node} does not divide workers.num_workers="
+                      f"{config.workers.num_workers}",
+                      f"divisors of {config.workers.num_workers}, or 0 for no nodes")
   _choice(config, "workers.backend", workers.BACKENDS)
   _at_least(config, "workers.num_devices", 0)
   _choice(config, "data.name", datasets.DATASETS)
@@ -113,9 +153,18 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _choice(config, "optim.optimizer", recipes.OPTIMIZERS)
   _choice(config, "optim.lr_scaling", recipes.LR_SCALINGS)
   _choice(config, "optim.schedule", recipes.SCHEDULES)
+  _choice(config, "optim.warmup_scaling", recipes.WARMUP_SCALINGS)
+  _choice(config, "optim.trust_denominator", recipes.TRUST_DENOMINATORS)
+  _choice(config, "optim.lars_momentum", recipes.LARS_MOMENTUM)
   for field in ("optim.base_lr", "optim.base_batch", "optim.momentum", "optim.weight_decay",
-                "optim.warmup_epochs", "optim.decay_factor"):
+                "optim.warmup_epochs", "optim.decay_factor", "optim.decay_power", "optim.b1",
+                "optim.b2", "optim.eps", "optim.trust_coefficient", "optim.grad_clip_value",
+                "optim.grad_clip_norm"):
     _at_least(config, field, 0)
+  low, high = config.optim.trust_clip
+  if not 0 <= low <= high:
+    raise ConfigError("optim.trust_clip", f"{tuple(config.optim.trust_clip)} is not a range",
+                      "(low, high) with 0 <= low <= high")
   if config.optim.base_batch == 0:
     raise ConfigError("optim.base_batch", "must be >= 1, got 0", ">= 1")
   if config.train.num_steps < 0 or config.train.num_epochs < 0 or not (
@@ -133,6 +182,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _choice(config, "eval.model", EVAL_MODELS)
   _at_least(config, "eval.batch_size", 1)
   _at_least(config, "checkpoint.keep", 1)
+
+
+def worker_grid(config: ml_collections.ConfigDict) -> tuple[tuple[int, ...], tuple[str, ...]]:
+  """Shape and dimension names of the worker grid: flat, or nodes of `per_node` workers."""
+  k, per_node = config.workers.num_workers, config.workers.per_node
+  if per_node:
+    return (k // per_node, per_node), ("nodes", algorithms.NODE_DIM)
+  return (k,), (algorithms.NODE_DIM,)
 
 
 def total_steps(config: ml_collections.ConfigDict, train_size: int) -> int:

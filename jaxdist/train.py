@@ -49,8 +49,8 @@ class Trainer:
   def __init__(self, config: ml_collections.ConfigDict):
     self.config = config
     self.dataset = datasets.load(config.data.name, config.data.data_dir)
-    self.workers = make_workers((config.workers.num_workers,), ("workers",),
-                                config.workers.backend, config.workers.num_devices)
+    self.workers = make_workers(*config_lib.worker_grid(config), config.workers.backend,
+                                config.workers.num_devices)
     self.sampler = partition.Sampler(
         self.dataset.train["label"], config.workers.num_workers, config.data.batch_size,
         config.data.partition, config.seed, config.data.dirichlet_alpha,
@@ -65,7 +65,9 @@ class Trainer:
         config.optim, global_batch=self.global_batch, train_size=self.train_size,
         total_steps=self.total_steps)
     tx = recipes.optimizer(config.optim, self.learning_rate)
-    self.algorithm = algorithms.build(config.algo, self.task.loss, tx, self.workers.comm)
+    run = algorithms.Run(config, self.learning_rate, self.global_batch, self.train_size,
+                         self.total_steps)
+    self.algorithm = algorithms.build(run, self.task.loss, tx, self.workers.comm)
     self.state_axes = TrainState(rng=SHARED, algo=self.algorithm.state_axes)
     self._train_chunk = jax.jit(
         self.workers.map(self._chunk, in_axes=(self.state_axes, 1),
@@ -81,14 +83,14 @@ class Trainer:
 
   def _initial_state(self) -> TrainState:
     """Every worker starts from the same model, drawn from the seed."""
-    init_rng, train_rng = jax.random.split(jax.random.PRNGKey(self.config.seed))
+    init_rng, algorithm_rng, train_rng = jax.random.split(jax.random.PRNGKey(self.config.seed), 3)
     params, model_state = self.model.init(init_rng)
 
-    def per_worker(rng, params, model_state):
-      return TrainState(rng, self.algorithm.init(params, model_state))
+    def per_worker(train_rng, algorithm_rng, params, model_state):
+      return TrainState(train_rng, self.algorithm.init(params, model_state, algorithm_rng))
 
     return self.workers.map(per_worker, in_axes=SHARED, out_axes=self.state_axes)(
-        train_rng, params, model_state)
+        train_rng, algorithm_rng, params, model_state)
 
   def init(self) -> TrainState:
     return jax.jit(self._initial_state, compiler_options=compiler_options())()
@@ -245,7 +247,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"), config.checkpoint.keep)
   try:
     if checkpoints.latest_step() is None:
-      step, state, meta = 0, trainer.init(), {"bits_sent": 0.0}
+      step, state, meta = 0, trainer.init(), {}
     else:
       step, state, meta = checkpoints.restore(trainer.abstract_state())
       print(f"resumed from the checkpoint at step {step}", flush=True)
@@ -290,13 +292,13 @@ def _train_loop(trainer: Trainer, checkpoints: Checkpoints, writer: MetricWriter
       step_time = (time.perf_counter() - tick) / num_steps
       seconds_per_step = step_time if seconds_per_step is None else (
           0.7 * seconds_per_step + 0.3 * step_time)
-      meta["bits_sent"] += float(np.sum(metrics.pop("bits_sent", 0.0)))
+      for name in [k for k in metrics if k.startswith("comm/")]:  # counts: totals of the run
+        meta[name] = meta.get(name, 0.0) + float(np.sum(metrics.pop(name)))
       last = {"samples": step * trainer.global_batch,
               "epoch": step * trainer.global_batch / trainer.train_size,
               "lr": float(trainer.learning_rate(step - 1)),
               **{f"train/{k}": float(np.mean(v)) for k, v in metrics.items()},
-              "comm/bits_sent": meta["bits_sent"],
-              "perf/examples_per_second": trainer.global_batch / step_time}
+              **meta, "perf/examples_per_second": trainer.global_batch / step_time}
       if step == total or (config.eval.every_steps and step % config.eval.every_steps == 0):
         last.update(trainer.evaluate(state))
       writer.write(step, last)

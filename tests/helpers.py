@@ -32,7 +32,7 @@ def run_algorithm(algorithm, workers: Workers, params, batches, model_state=None
   axes = algorithm.state_axes
   init = jax.jit(workers.map(algorithm.init, in_axes=SHARED, out_axes=axes))
   step = jax.jit(workers.map(algorithm.step, in_axes=(axes, 0, SHARED), out_axes=(axes, 0)))
-  state = init(params, model_state)
+  state = init(params, model_state, jax.random.PRNGKey(99))
   history = []
   for t in range(jax.tree.leaves(batches)[0].shape[0]):
     batch = jax.tree.map(lambda b: b[t].reshape(workers.shape + b.shape[2:]), batches)

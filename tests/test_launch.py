@@ -28,8 +28,9 @@ def _launch(*args, **popen):
 
 @pytest.mark.parametrize("args, message", [
     (["--config.algo.local_stepz=8"],
-     "error: config.algo.local_stepz: no such field 'local_stepz' in config.algo "
-     "(allowed: local_steps, name)"),
+     "error: config.algo.local_stepz: no such field 'local_stepz' in config.algo (allowed: "
+     "block_steps, compression, extrapolation, extrapolation_scale, global_momentum, "
+     "local_steps, name, switch_epochs, switch_samples)"),
     (["--config.algo.local_steps=two"],
      "error: config.algo.local_steps: cannot use 'two' (invalid literal for int() with base 10: "
      "'two') (allowed: a value of type int)"),
@@ -64,6 +65,12 @@ def _quickstart(*fields):
     ("data.name", "imagenet", r"data.name: unknown value 'imagenet' \(allowed: 'mnist1d', "),
     ("model.name", "vit", r"model.name: unknown value 'vit' \(allowed: 'logistic_regression', "),
     ("algo.name", "fedavg", r"algo.name: unknown value 'fedavg' \(allowed: 'minibatch_sgd', "),
+    ("workers.per_node", 3, r"workers.per_node: 3 does not divide workers.num_workers=8"),
+    ("algo.compression", "top_k", r"algo.compression: unknown value 'top_k' \(allowed: 'none', "
+     r"'sign', 'ef_sign'\)"),
+    ("optim.optimizer", "adagrad", r"optim.optimizer: unknown value 'adagrad' \(allowed: 'sgd', "
+     r"'adam', 'lars', 'lamb'\)"),
+    ("optim.trust_clip", (2.0, 1.0), r"optim.trust_clip: \(2.0, 1.0\) is not a range"),
     ("checkpoint.every_steps", 75, r"checkpoint.every_steps: 75 is not a multiple of "
      r"train.log_every \(50\) \(allowed: 0 or multiples of 50\)"),
     ("train.num_epochs", 0.0, r"train.num_steps: one of train.num_steps and train.num_epochs"),
