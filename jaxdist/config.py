@@ -101,6 +101,40 @@ def default() -> ml_collections.ConfigDict:
   return c
 
 
+def cpu_scale(config: ml_collections.ConfigDict, *, dataset: str = "mnist1d", batch_size: int,
+              epochs: float, base_lr: float) -> ml_collections.ConfigDict:
+  """Shrinks a thesis setup to minutes on a CPU: the MLP on MNIST-1D, same workers and method."""
+  config.data.update(name=dataset, batch_size=batch_size, augment="none")
+  config.model.name = "mlp"
+  config.optim.update(base_lr=base_lr, base_batch=batch_size * config.workers.num_workers,
+                      warmup_epochs=min(config.optim.warmup_epochs, epochs / 10))
+  config.train.update(num_epochs=epochs, log_every=50)
+  config.eval.every_steps = 200
+  return config
+
+
+def parse_arg(arg: str, **defaults) -> ml_collections.ConfigDict:
+  """Variants of a config file: `--config file.py:algo=post_local_sgd,H=16,cpu` sets the named
+  values (typed like their defaults; a bare name sets a boolean)."""
+  values = ml_collections.ConfigDict(defaults)
+  for item in filter(None, (part.strip() for part in (arg or "").split(","))):
+    key, has_value, text = item.partition("=")
+    if key not in defaults:
+      raise ConfigError(f"--config ...:{key}", "no such variant option",
+                        ", ".join(sorted(defaults)))
+    kind = type(defaults[key])
+    if kind is bool:
+      value = not has_value or text.lower() in ("1", "true", "yes")
+    else:
+      try:
+        value = kind(text)
+      except ValueError:
+        raise ConfigError(f"--config ...:{key}", f"cannot use {text!r}",
+                          f"a value of type {kind.__name__}") from None
+    values[key] = value
+  return values
+
+
 def _choice(config, field: str, allowed) -> None:
   value = _get(config, field)
   if value not in allowed:

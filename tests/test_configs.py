@@ -1,0 +1,40 @@
+"""Every config file and the variants its docstring lists load and pass validation."""
+
+import glob
+import os
+import re
+
+import pytest
+
+from jaxdist import overrides
+from jaxdist.config import validate
+from jaxdist.errors import ConfigError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FILES = sorted(glob.glob(os.path.join(ROOT, "configs", "**", "*.py"), recursive=True))
+
+
+def _documented_variants(path):
+  """`--config ...:variant` examples of the file's docstring, plus the default and cpu."""
+  with open(path) as f:
+    text = f.read()
+  variants = re.findall(r"--config \S*?:(\S+)", text)
+  return sorted(set(["", *variants, *(v + ",cpu" for v in variants if "cpu" not in v)]))
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: os.path.relpath(p, ROOT))
+def test_config_variants_validate(path):
+  variants = _documented_variants(path)
+  assert variants
+  for variant in variants:
+    if "cpu" in variant and "cpu" not in open(path).read():
+      continue
+    validate(overrides.load(f"{path}:{variant}" if variant else path))
+
+
+def test_unknown_variant_option_is_named():
+  path = os.path.join(ROOT, "configs", "local_sgd", "cifar10_resnet20.py")
+  with pytest.raises(ConfigError, match=r"--config ...:HH: no such variant option \(allowed: H, "):
+    overrides.load(f"{path}:HH=3")
+  with pytest.raises(ConfigError, match=r"--config ...:H: cannot use 'two'"):
+    overrides.load(f"{path}:H=two")
