@@ -110,6 +110,23 @@ class Comm:
       raise TypeError(f"shift offset must be a static int, got {type(offset).__name__}")
     return jax.tree.map(lambda x: _shift(x, int(offset), d), tree)
 
+  def gather(self, tree: Any, dim: str | None = None) -> Any:
+    """Every worker's value along `dim`, stacked in worker order on a new leading axis.
+
+    An all-gather: d * n numbers reach every worker, so gossip uses it only for graphs that
+    `shift` cannot express cheaply (dense mixing matrices, random matchings).
+    """
+    d = self._dim(dim)
+
+    def leaf(x):
+      x = lax.all_gather(x, d.local_axis)
+      if d.on_mesh:
+        x = lax.all_gather(x, d.name)
+        x = x.reshape((d.size,) + x.shape[2:])
+      return x
+
+    return jax.tree.map(leaf, tree)
+
 
 def _shift(x: jax.Array, offset: int, d: GridDim) -> jax.Array:
   def across_devices(v, k):
