@@ -9,7 +9,8 @@ import math
 import ml_collections
 from ml_collections import config_dict
 
-from jaxdist import algorithms, datasets, models, partition, recipes, workers
+from jaxdist import algorithms, compression, datasets, gossip, models, partition, recipes
+from jaxdist import topology, workers
 from jaxdist.algorithms import extrap, local_sgd
 from jaxdist.errors import ConfigError
 
@@ -21,7 +22,8 @@ def default() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.algo = dict(
-      # minibatch_sgd | local_sgd | post_local_sgd | hierarchical_local_sgd
+      # minibatch_sgd | local_sgd | post_local_sgd | hierarchical_local_sgd; decentralized:
+      # dsgd | qg_dsgdm | d2 | d2_plus | gradient_tracking | choco_sgd
       name="local_sgd",
       local_steps=4,  # H: local steps between averagings
       block_steps=1,  # H_b (hierarchical): node averagings between two global ones
@@ -32,6 +34,24 @@ def default() -> ml_collections.ConfigDict:
       # none | extrap | gradient_noise | gaussian | uniform | smoothout | extrap_adam
       extrapolation="none",
       extrapolation_scale=1.0,  # eta_hat = scale * lr / K
+      qg_mu=0.9,  # qg_dsgdm: mu of the quasi-global buffer
+      qg_period=1,  # qg_dsgdm: tau, steps between buffer updates (Alg. 20)
+      compressor="sign",  # choco_sgd: identity | top_k | random_k | sign | qsgd
+      compress_fraction=0.01,  # choco_sgd: a for top_k and random_k
+      compress_bits=4,  # choco_sgd: b for qsgd
+      compress_unbiased=False,  # unbiased random_k / qsgd (not for CHOCO)
+      consensus_step=0.45,  # choco_sgd: gamma (tune per compressor, [Lin22] Table 13.1)
+      measure_consensus=True,  # decentralized: consensus distance every step (an all-reduce)
+      consensus_target=0.0,  # dsgd, qg_dsgdm: gossip until Xi <= target; 0 = no control
+      control_phases=(),  # learning-rate phases (0, 1, ...) under control; empty = all
+      exact_phases=(),  # phases that all-reduce instead of gossiping ("dec-phase-x" runs)
+      max_gossip_rounds=100,  # cap on gossip rounds per step under control
+  )
+  c.topology = dict(
+      # ring | torus | complete | exponential | one_peer_exponential | bipartite_exponential |
+      # random_matching | social
+      name="ring",
+      exchange="auto",  # auto | shift (ppermute per neighbour) | dense (all-gather) | mean
   )
   c.workers = dict(
       num_workers=8,  # K
@@ -163,6 +183,20 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _at_least(config, "algo.extrapolation_scale", 0)
   _choice(config, "algo.compression", local_sgd.COMPRESSIONS)
   _choice(config, "algo.extrapolation", extrap.KINDS)
+  _at_least(config, "algo.qg_mu", 0)
+  _at_least(config, "algo.qg_period", 1)
+  _choice(config, "algo.compressor", compression.COMPRESSORS)
+  _at_least(config, "algo.compress_bits", 1)
+  _at_least(config, "algo.consensus_step", 0)
+  _at_least(config, "algo.consensus_target", 0)
+  _at_least(config, "algo.max_gossip_rounds", 1)
+  for field in ("algo.control_phases", "algo.exact_phases"):
+    phases = _get(config, field)
+    if not all(isinstance(p, int) and p >= 0 for p in phases):
+      raise ConfigError(field, f"{tuple(phases)} are not phase indices",
+                        "a tuple of integers >= 0")
+  _choice(config, "topology.name", topology.TOPOLOGIES)
+  _choice(config, "topology.exchange", gossip.EXCHANGES)
   if config.algo.switch_samples > 0 and config.algo.switch_epochs >= 0:
     raise ConfigError("algo.switch_samples", "set either algo.switch_samples or "
                       "algo.switch_epochs, not both", "switch_samples = 0 or switch_epochs < 0")

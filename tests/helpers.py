@@ -3,8 +3,13 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
-from jaxdist.workers import SHARED, Workers
+from jaxdist import algorithms, config as config_lib, recipes
+from jaxdist.config import default
+from jaxdist.workers import SHARED, Workers, make_workers
+
+LR = 0.05
 
 
 def linear_regression_loss(params, model_state, batch, rng):
@@ -39,3 +44,37 @@ def run_algorithm(algorithm, workers: Workers, params, batches, model_state=None
     state, metrics = step(state, batch, jax.random.PRNGKey(t))
     history.append(metrics)
   return state, history
+
+
+def sgd(momentum=0.9, weight_decay=1e-2, learning_rate=LR, **optim):
+  """The recipe's SGD (Nesterov by default) on a constant or given learning rate."""
+  config = default().optim
+  config.update(weight_decay=weight_decay, momentum=momentum, **optim)
+  if not callable(learning_rate):
+    learning_rate = optax.constant_schedule(learning_rate)
+  return recipes.optimizer(config, learning_rate)
+
+
+def build_algorithm(name, num_workers=8, backend="simulated", tx=None, per_node=0,
+                    topology="ring", learning_rate=LR, optim=None, **algo):
+  """An algorithm as a config would make it, on linear regression; returns it and its workers."""
+  config = default()
+  config.algo.update(name=name, **algo)
+  config.workers.update(num_workers=num_workers, per_node=per_node)
+  config.topology.name = topology
+  config.optim.update(optim or {})
+  w = make_workers(*config_lib.worker_grid(config), backend)
+  if not callable(learning_rate):
+    learning_rate = optax.constant_schedule(learning_rate)
+  run = algorithms.Run(config, learning_rate, global_batch=4 * num_workers, train_size=1000,
+                       total_steps=100)
+  return algorithms.build(run, linear_regression_loss, tx or sgd(), w.comm), w
+
+
+def assert_same(a, b, tol):
+  """Trees equal to `tol`; per-worker leaves on any grid compare with flat or shared ones."""
+  def check(x, y):
+    x, y = np.asarray(x), np.asarray(y)
+    y = y.reshape(x.shape) if x.size == y.size else np.broadcast_to(y, x.shape[-y.ndim:])
+    np.testing.assert_allclose(x, np.broadcast_to(y, x.shape), rtol=tol, atol=tol)
+  jax.tree.map(check, a, b)

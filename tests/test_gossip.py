@@ -1,4 +1,4 @@
-"""Gossip rounds: W x on every topology and exchange, averages kept, neighbour exchange on a mesh."""
+"""Gossip rounds: W x on every topology and exchange, averages kept, neighbour exchange."""
 
 import jax
 import jax.numpy as jnp

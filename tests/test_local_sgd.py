@@ -6,41 +6,14 @@ import numpy as np
 import optax
 import pytest
 
-from helpers import linear_regression_loss, regression_data, run_algorithm
-from jaxdist import algorithms, config as config_lib, models, recipes
-from jaxdist.algorithms.local_sgd import (LocalSGD, MinibatchSGD, bits_per_model,
+from helpers import (LR, assert_same as _same, build_algorithm as _build, linear_regression_loss,
+                     regression_data, run_algorithm, sgd as _sgd)
+from jaxdist import algorithms, models, recipes
+from jaxdist.algorithms.local_sgd import (LocalSGD, bits_per_model,
                                           bits_per_sign_message)
 from jaxdist.config import default
 from jaxdist.errors import ConfigError
 from jaxdist.workers import make_workers
-
-LR = 0.05
-
-
-def _sgd(momentum=0.9):
-  config = default().optim
-  config.update(weight_decay=1e-2, momentum=momentum)
-  return recipes.optimizer(config, optax.constant_schedule(LR))
-
-
-def _build(name, num_workers=8, backend="simulated", tx=None, per_node=0, **algo):
-  """An algorithm as a config would make it, on a constant learning rate."""
-  config = default()
-  config.algo.update(name=name, **algo)
-  config.workers.update(num_workers=num_workers, per_node=per_node)
-  w = make_workers(*config_lib.worker_grid(config), backend)
-  run = algorithms.Run(config, optax.constant_schedule(LR), global_batch=4 * num_workers,
-                       train_size=1000, total_steps=100)
-  return algorithms.build(run, linear_regression_loss, tx or _sgd(), w.comm), w
-
-
-def _same(a, b, tol):
-  """Trees equal to `tol`; per-worker leaves on any grid compare with flat or shared ones."""
-  def check(x, y):
-    x, y = np.asarray(x), np.asarray(y)
-    y = y.reshape(x.shape) if x.size == y.size else np.broadcast_to(y, x.shape[-y.ndim:])
-    np.testing.assert_allclose(x, np.broadcast_to(y, x.shape), rtol=tol, atol=tol)
-  jax.tree.map(check, a, b)
 
 
 def _trace(state):

@@ -58,6 +58,13 @@ RESUMED_VARIANTS = {
                                        "block_steps": 3}, "workers": {"per_node": 2}},
     "hybrid_momentum": {"algo": {"global_momentum": 0.5, "local_steps": 2}},
     "smoothout": {"algo": {"name": "minibatch_sgd", "extrapolation": "smoothout"}},
+    # Public copies and compression keys; the quasi-global buffer on a time-varying graph.
+    "choco_sgd": {"algo": {"name": "choco_sgd", "compressor": "random_k",
+                           "compress_fraction": 0.3}},
+    "qg_one_peer": {"algo": {"name": "qg_dsgdm"}, "topology": {"name": "one_peer_exponential"}},
+    "gradient_tracking": {"algo": {"name": "gradient_tracking"}},
+    "dsgd_controlled": {"algo": {"name": "dsgd", "consensus_target": 0.05,
+                                 "max_gossip_rounds": 5}, "topology": {"name": "ring"}},
 }
 
 

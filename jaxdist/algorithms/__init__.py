@@ -23,13 +23,17 @@ import jax
 import ml_collections
 import optax
 
-from jaxdist import recipes
-from jaxdist.algorithms import extrap, local_sgd
+from jaxdist import recipes, topology
+from jaxdist.algorithms import decentralized, extrap, local_sgd
+from jaxdist.compression import Compressor
 from jaxdist.errors import ConfigError
+from jaxdist.gossip import Gossip
 from jaxdist.workers import Comm
 
 Metrics = dict[str, jax.Array]
-ALGORITHMS = ("minibatch_sgd", "local_sgd", "post_local_sgd", "hierarchical_local_sgd")
+DECENTRALIZED = ("dsgd", "qg_dsgdm", "d2", "d2_plus", "gradient_tracking", "choco_sgd")
+ALGORITHMS = ("minibatch_sgd", "local_sgd", "post_local_sgd", "hierarchical_local_sgd",
+              *DECENTRALIZED)
 NODE_DIM = "workers"  # the grid dimension of the workers within a node
 
 
@@ -63,6 +67,15 @@ class Run:
                                             self.total_steps * self.global_batch)
     return math.ceil(samples / self.global_batch)
 
+  def phase_steps(self) -> tuple[int, ...]:
+    """First steps of the learning-rate phases after the first (at the decays of a step
+    schedule; none for the other schedules)."""
+    optim = self.config.optim
+    if optim.schedule != "step":
+      return ()
+    total = self.total_steps * self.global_batch
+    return tuple(math.ceil(round(f * total) / self.global_batch) for f in optim.decay_at)
+
 
 def build(run: Run, loss_fn, tx: optax.GradientTransformation, comm: Comm) -> Algorithm:
   """The algorithm named by `run.config.algo.name`."""
@@ -83,6 +96,8 @@ def build(run: Run, loss_fn, tx: optax.GradientTransformation, comm: Comm) -> Al
   if config.block_steps > 1 and not hierarchical:
     raise ConfigError("algo.block_steps", f"{config.block_steps} block steps need "
                       "hierarchical_local_sgd", "1")
+  if config.name in DECENTRALIZED:
+    return _decentralized(run, loss_fn, tx, comm)
   extrapolation = None
   if config.extrapolation != "none":
     optim = run.config.optim
@@ -97,3 +112,31 @@ def build(run: Run, loss_fn, tx: optax.GradientTransformation, comm: Comm) -> Al
       switch_step=run.switch_step() if config.name == "post_local_sgd" else 0,
       global_momentum=config.global_momentum, compression=config.compression,
       extrapolation=extrapolation)
+
+
+def _decentralized(run: Run, loss_fn, tx: optax.GradientTransformation,
+                   comm: Comm) -> decentralized.DecentralizedSGD:
+  config = run.config.algo
+  if config.extrapolation != "none":
+    raise ConfigError("algo.extrapolation", f"{config.name} takes gradients at its own model",
+                      ("none",))
+  graph = topology.make(run.config.topology.name, comm.num_workers)
+  gossip = Gossip(graph, comm, run.config.topology.exchange, run.config.seed)
+  common = dict(measure_consensus=config.measure_consensus)
+  args = (loss_fn, tx, comm, gossip, run.learning_rate)
+  if config.name == "choco_sgd":
+    compressor = Compressor(config.compressor, config.compress_fraction, config.compress_bits,
+                            config.compress_unbiased)
+    return decentralized.ChocoSGD(*args, compressor=compressor,
+                                  consensus_step=config.consensus_step, **common)
+  if config.name in ("d2", "d2_plus"):
+    return decentralized.D2(*args, rescale_all=config.name == "d2_plus", **common)
+  if config.name == "gradient_tracking":
+    return decentralized.GradientTracking(*args, **common)
+  optim = run.config.optim
+  return decentralized.DecentralizedSGD(
+      *args, momentum="quasi_global" if config.name == "qg_dsgdm" else "local",
+      qg_mu=config.qg_mu, qg_period=config.qg_period, phase_steps=run.phase_steps(),
+      consensus_target=config.consensus_target, control_phases=config.control_phases,
+      exact_phases=config.exact_phases, max_gossip_rounds=config.max_gossip_rounds,
+      adam_betas=(optim.b1, optim.b2), **common)
