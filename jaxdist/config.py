@@ -9,8 +9,8 @@ import math
 import ml_collections
 from ml_collections import config_dict
 
-from jaxdist import algorithms, compression, datasets, gossip, models, partition, recipes
-from jaxdist import topology, workers
+from jaxdist import algorithms, compression, datasets, gossip, masking, models, partition
+from jaxdist import recipes, topology, workers
 from jaxdist.algorithms import extrap, local_sgd
 from jaxdist.errors import ConfigError
 
@@ -67,6 +67,7 @@ def default() -> ml_collections.ConfigDict:
       dirichlet_alpha=1.0,
       dirichlet_scheme="per_class",  # per_class (authors' code) | per_client (thesis prose)
       augment="none",  # none | crop_flip (images)
+      relabel="none",  # none | parity: label mod 2, another task on the same inputs
   )
   c.model = dict(
       name="mlp",  # logistic_regression | mlp | cnn | resnet20
@@ -74,6 +75,16 @@ def default() -> ml_collections.ConfigDict:
       features=(32, 64),  # cnn: strided convolutions
       dense=128,  # cnn: hidden dense layer
       width=16,  # resnet20: filters of the first stage
+      pretrained="",  # a model.npz of an earlier run: initial weights where names/shapes match
+  )
+  c.masking = dict(
+      name="none",  # none | dpf | incremental | one_shot (pruning) | learned (binary masks)
+      sparsity=0.9,  # pruning: the target fraction of pruned weights
+      recompute_every=16,  # pruning: steps between mask recomputations
+      ramp_end=-1.0,  # pruning: fraction of the run where the target is reached; < 0: 2nd decay
+      prune_classifier=False,  # pruning: also prune the last layer
+      initial_sparsity=0.05,  # learned: fraction of scores starting below the threshold
+      skip_layers=(),  # learned: top-level modules left unmasked (frozen as pretrained)
   )
   c.optim = dict(
       optimizer="sgd",  # sgd | adam | lars | lamb
@@ -217,7 +228,19 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if not config.data.dirichlet_alpha > 0:
     raise ConfigError("data.dirichlet_alpha", f"must be > 0, got {config.data.dirichlet_alpha}",
                       "> 0")
+  _choice(config, "data.relabel", datasets.RELABELS)
   _choice(config, "model.name", models.MODELS)
+  _choice(config, "masking.name", masking.METHODS)
+  if not 0 <= config.masking.sparsity < 1:
+    raise ConfigError("masking.sparsity", f"{config.masking.sparsity} is not a fraction",
+                      "0 <= sparsity < 1")
+  if not 0 <= config.masking.initial_sparsity < 1:
+    raise ConfigError("masking.initial_sparsity", f"{config.masking.initial_sparsity} is not a "
+                      "fraction", "0 <= initial_sparsity < 1")
+  _at_least(config, "masking.recompute_every", 1)
+  if config.masking.ramp_end > 1:
+    raise ConfigError("masking.ramp_end", f"{config.masking.ramp_end} is past the end of the run",
+                      "a fraction in [0, 1], or < 0 for the second learning-rate decay")
   _choice(config, "optim.optimizer", recipes.OPTIMIZERS)
   _choice(config, "optim.lr_scaling", recipes.LR_SCALINGS)
   _choice(config, "optim.schedule", recipes.SCHEDULES)

@@ -11,6 +11,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from jaxdist.errors import ConfigError
 
@@ -146,3 +147,44 @@ def build(config: ml_collections.ConfigDict, input_shape: Sequence[int],
     return module.apply(variables, x, train=train), model_state
 
   return Model(jax.jit(init), apply)  # one compilation instead of one per initialiser
+
+
+def flat_names(tree: PyTree) -> dict[str, Any]:
+  """Leaves by 'Dense_0/kernel'-style name."""
+  return {"/".join(str(getattr(k, "key", k)) for k in path): leaf
+          for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def save(path: str, params: PyTree, model_state: PyTree) -> None:
+  """Writes a model as an .npz of named arrays (what `pretrained` reads)."""
+  arrays = {f"params/{k}": np.asarray(v) for k, v in flat_names(params).items()}
+  arrays.update({f"model_state/{k}": np.asarray(v) for k, v in flat_names(model_state).items()})
+  with open(path, "wb") as f:
+    np.savez(f, **arrays)
+
+
+def pretrained(model: Model, path: str) -> Model:
+  """`model` initialised from the .npz at `path` wherever a leaf's name and shape match; the
+  others (a classifier for another number of classes) keep their random initialisation."""
+  try:
+    with np.load(path) as saved:
+      saved = dict(saved)
+  except (OSError, ValueError) as e:
+    raise ConfigError("model.pretrained", f"cannot read {path!r} ({e})",
+                      "the model.npz that a finished run writes into its workdir") from None
+
+  def load(prefix, tree):
+    names = flat_names(tree)
+    leaves = [saved[f"{prefix}/{n}"] if f"{prefix}/{n}" in saved and
+              saved[f"{prefix}/{n}"].shape == x.shape else x for n, x in names.items()]
+    return jax.tree.unflatten(jax.tree.structure(tree), [jnp.asarray(x) for x in leaves])
+
+  if not any(k.startswith("params/") for k in saved):
+    raise ConfigError("model.pretrained", f"{path!r} holds no parameters",
+                      "the model.npz that a finished run writes into its workdir")
+
+  def init(rng):
+    params, model_state = model.init(rng)
+    return load("params", params), load("model_state", model_state)
+
+  return Model(init, model.apply)

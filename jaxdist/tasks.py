@@ -15,7 +15,8 @@ Batch = dict[str, jax.Array]
 class Task(NamedTuple):
   """`loss(params, model_state, batch, rng) -> (loss, (model_state, metrics))` on a training batch;
   `evaluate(params, model_state, batch) -> sums` of loss, correct predictions and example count
-  over the examples whose `batch["mask"]` is 1."""
+  over the examples whose `batch["mask"]` is 1. Training batches also carry `batch["step"]`, the
+  iteration, one value shared by all workers."""
 
   loss: Callable[[PyTree, PyTree, Batch, jax.Array], tuple[jax.Array, tuple[PyTree, dict]]]
   evaluate: Callable[[PyTree, PyTree, Batch], dict[str, jax.Array]]

@@ -15,7 +15,7 @@ import ml_collections
 import numpy as np
 from jax import lax
 
-from jaxdist import algorithms, datasets, models, partition, recipes, tasks
+from jaxdist import algorithms, datasets, masking, models, partition, recipes, tasks
 from jaxdist import config as config_lib
 from jaxdist.checkpoint import Checkpoints
 from jaxdist.errors import UserError
@@ -48,7 +48,8 @@ class Trainer:
 
   def __init__(self, config: ml_collections.ConfigDict):
     self.config = config
-    self.dataset = datasets.load(config.data.name, config.data.data_dir)
+    self.dataset = datasets.relabel(datasets.load(config.data.name, config.data.data_dir),
+                                    config.data.relabel)
     self.workers = make_workers(*config_lib.worker_grid(config), config.workers.backend,
                                 config.workers.num_devices)
     self.sampler = partition.Sampler(
@@ -58,15 +59,20 @@ class Trainer:
     self.train_size = len(self.dataset.train["label"])
     self.global_batch = config.workers.num_workers * config.data.batch_size
     self.total_steps = config_lib.total_steps(config, self.train_size)
-    self.model = models.build(config.model, self.dataset.input_shape, self.dataset.num_classes)
-    self.task = tasks.classification(
-        self.model, datasets.preprocessor(self.dataset, config.data.augment))
     self.learning_rate = recipes.learning_rate(
         config.optim, global_batch=self.global_batch, train_size=self.train_size,
         total_steps=self.total_steps)
     tx = recipes.optimizer(config.optim, self.learning_rate)
     run = algorithms.Run(config, self.learning_rate, self.global_batch, self.train_size,
                          self.total_steps)
+    self.model = models.build(config.model, self.dataset.input_shape, self.dataset.num_classes)
+    if config.model.pretrained:
+      self.model = models.pretrained(self.model, config.model.pretrained)
+    self.task = tasks.classification(
+        self.model, datasets.preprocessor(self.dataset, config.data.augment))
+    self.model, self.task, self._deployed_weights = masking.wrap(
+        config, self.model, self.task, num_classes=self.dataset.num_classes,
+        ramp_steps=run.masking_ramp_steps())
     self.algorithm = algorithms.build(run, self.task.loss, tx, self.workers.comm)
     self.state_axes = TrainState(rng=SHARED, algo=self.algorithm.state_axes)
     self._train_chunk = jax.jit(
@@ -130,6 +136,7 @@ class Trainer:
 
     def body(state, batch):
       rng = jax.random.fold_in(jax.random.fold_in(state.rng, state.algo.step), comm.index())
+      batch = {**batch, "step": state.algo.step}  # shared by the workers; see tasks.Task
       algo, metrics = self.algorithm.step(state.algo, batch, rng)
       return TrainState(state.rng, algo), comm.mean(metrics)
 
@@ -185,6 +192,23 @@ class Trainer:
 
   def evaluate(self, state: TrainState) -> dict[str, float]:
     return {k: float(v) for k, v in self._evaluate(state, self._test_set).items()}
+
+  def average_model(self, state: TrainState) -> tuple[Any, Any]:
+    """The workers' deployed (params, model_state), averaged, on the host."""
+    def per_worker(state):
+      return self.workers.comm.mean(self.algorithm.deployed(state.algo))
+
+    mapped = self.workers.map(per_worker, in_axes=(self.state_axes,), out_axes=SHARED)
+    return jax.device_get(jax.jit(mapped, compiler_options=compiler_options())(state))
+
+  def save_model(self, state: TrainState, workdir: str) -> None:
+    """Writes the averaged model as a plain one (masks applied) to workdir/model.npz, and for
+    learned masks the packed binary masks, a task's whole cost, to workdir/masks.npz."""
+    params, model_state = self.average_model(state)
+    models.save(os.path.join(workdir, "model.npz"), *self._deployed_weights(params, model_state))
+    if self.config.masking.name == "learned":
+      with open(os.path.join(workdir, "masks.npz"), "wb") as f:
+        np.savez(f, **masking.export_masks(params))
 
 
 # -- the run ---------------------------------------------------------------------------------------
@@ -255,15 +279,15 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       json.dump(_flatten(config), f, indent=1)
     writer = MetricWriter(workdir, resume_step=step)
     try:
-      return _train_loop(trainer, checkpoints, writer, step, state, meta)
+      return _train_loop(trainer, checkpoints, writer, workdir, step, state, meta)
     finally:
       writer.close()
   finally:
     checkpoints.close()
 
 
-def _train_loop(trainer: Trainer, checkpoints: Checkpoints, writer: MetricWriter, step: int,
-                state: TrainState, meta: dict) -> dict[str, Any]:
+def _train_loop(trainer: Trainer, checkpoints: Checkpoints, writer: MetricWriter, workdir: str,
+                step: int, state: TrainState, meta: dict) -> dict[str, Any]:
   config, total = trainer.config, trainer.total_steps
   log_every = config.train.log_every
   if step >= total:
@@ -315,5 +339,6 @@ def _train_loop(trainer: Trainer, checkpoints: Checkpoints, writer: MetricWriter
     print(f"stopped by SIGTERM at step {step}; checkpoint saved; run the same command to resume",
           flush=True)
     return {**last, "step": step, "preempted": True}
+  trainer.save_model(state, workdir)
   print(f"done: step {step}, test accuracy {last['test/accuracy']:.4f}", flush=True)
   return {**last, "step": step, "preempted": False}

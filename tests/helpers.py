@@ -78,3 +78,18 @@ def assert_same(a, b, tol):
     y = y.reshape(x.shape) if x.size == y.size else np.broadcast_to(y, x.shape[-y.ndim:])
     np.testing.assert_allclose(x, np.broadcast_to(y, x.shape), rtol=tol, atol=tol)
   jax.tree.map(check, a, b)
+
+
+def tiny_config(data_dir, **sections):
+  """A run of seconds: 4 workers on digits, a 32-unit MLP, 12 steps, checkpoints every 4."""
+  config = default()
+  config.data.update(name="digits", data_dir=data_dir, batch_size=8)
+  config.workers.num_workers = 4
+  config.model.hidden = (32,)
+  config.optim.update(base_lr=0.1, base_batch=32, warmup_epochs=0.05)
+  config.train.update(num_steps=12, log_every=4)
+  config.eval.every_steps = 4
+  config.checkpoint.every_steps = 4
+  for section, fields in sections.items():
+    config[section].update(fields)
+  return config

@@ -9,25 +9,11 @@ import jax
 import numpy as np
 import pytest
 
+from helpers import tiny_config
 from jaxdist import train
-from jaxdist.config import default
 from jaxdist.errors import UserError
 from jaxdist.plot import plot
 from jaxdist.writers import read_metrics
-
-
-def tiny_config(data_dir, **sections):
-  config = default()
-  config.data.update(name="digits", data_dir=data_dir, batch_size=8)
-  config.workers.num_workers = 4
-  config.model.hidden = (32,)
-  config.optim.update(base_lr=0.1, base_batch=32, warmup_epochs=0.05)
-  config.train.update(num_steps=12, log_every=4)
-  config.eval.every_steps = 4
-  config.checkpoint.every_steps = 4
-  for section, fields in sections.items():
-    config[section].update(fields)
-  return config
 
 
 def _final_state(workdir, config):
@@ -63,6 +49,8 @@ RESUMED_VARIANTS = {
                            "compress_fraction": 0.3}},
     "qg_one_peer": {"algo": {"name": "qg_dsgdm"}, "topology": {"name": "one_peer_exponential"}},
     "gradient_tracking": {"algo": {"name": "gradient_tracking"}},
+    # Masks recomputed between the checkpoint and the end, on a ramp that ends there.
+    "dpf": {"masking": {"name": "dpf", "sparsity": 0.8, "recompute_every": 3, "ramp_end": 0.75}},
     "dsgd_controlled": {"algo": {"name": "dsgd", "consensus_target": 0.05,
                                  "max_gossip_rounds": 5}, "topology": {"name": "ring"}},
 }

@@ -67,6 +67,18 @@ class Run:
                                             self.total_steps * self.global_batch)
     return math.ceil(samples / self.global_batch)
 
+  def masking_ramp_steps(self) -> int:
+    """Step at which pruning reaches its target: masking.ramp_end of the run, or by default
+    the second learning-rate decay ([Lin22] L4848)."""
+    ramp_end = self.config.masking.ramp_end
+    if ramp_end >= 0:
+      return round(ramp_end * self.total_steps)
+    phases = self.phase_steps()
+    if len(phases) < 2 and self.config.masking.name in ("dpf", "incremental", "one_shot"):
+      raise ConfigError("masking.ramp_end", "the learning rate has no second decay to reach the "
+                        "target sparsity at", "a fraction of the run in [0, 1]")
+    return phases[1] if len(phases) >= 2 else self.total_steps
+
   def phase_steps(self) -> tuple[int, ...]:
     """First steps of the learning-rate phases after the first (at the decays of a step
     schedule; none for the other schedules)."""
