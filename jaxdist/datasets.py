@@ -121,7 +121,11 @@ def load(name: str, data_dir: str = "") -> Dataset:
                             file_format="array_record")
     if not builder.is_prepared():
       tfds.disable_progress_bar()
-      builder.download_and_prepare()
+      try:
+        builder.download_and_prepare()
+      except FileExistsError:  # another process of the run prepared it at the same time
+        if not builder.is_prepared():
+          raise
   else:
     tfds_name, builder = name, tfds.builder(name, data_dir=data_dir)
   try:

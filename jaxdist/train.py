@@ -15,7 +15,7 @@ import ml_collections
 import numpy as np
 from jax import lax
 
-from jaxdist import algorithms, datasets, masking, models, partition, recipes, tasks
+from jaxdist import algorithms, datasets, distributed, masking, models, partition, recipes, tasks
 from jaxdist import config as config_lib
 from jaxdist.checkpoint import Checkpoints
 from jaxdist.errors import UserError
@@ -204,7 +204,9 @@ class Trainer:
   def save_model(self, state: TrainState, workdir: str) -> None:
     """Writes the averaged model as a plain one (masks applied) to workdir/model.npz, and for
     learned masks the packed binary masks, a task's whole cost, to workdir/masks.npz."""
-    params, model_state = self.average_model(state)
+    params, model_state = self.average_model(state)  # every process takes part
+    if not distributed.is_primary():
+      return
     models.save(os.path.join(workdir, "model.npz"), *self._deployed_weights(params, model_state))
     if self.config.masking.name == "learned":
       with open(os.path.join(workdir, "masks.npz"), "wb") as f:
@@ -228,7 +230,7 @@ def _check_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
   """The workdir must be writable and, if it holds a run, hold this run."""
   try:
     os.makedirs(workdir, exist_ok=True)
-    probe = os.path.join(workdir, ".write_test")
+    probe = os.path.join(workdir, f".write_test_{jax.process_index()}")
     with open(probe, "w"):
       pass
     os.remove(probe)
@@ -247,6 +249,12 @@ def _check_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
           f"workdir: {workdir} holds a run with {field}={saved.get(field)!r} but the config has "
           f"{field}={current.get(field)!r}; use a new --workdir, or the same config to resume "
           f"(fields that may change on resume: {', '.join(RESUMABLE_FIELDS)})")
+
+
+def _say(message: str) -> None:
+  """Progress for the user, from process 0 only."""
+  if distributed.is_primary():
+    print(message, flush=True)
 
 
 def _format_progress(step: int, total: int, scalars: dict, rate: float, eta: float) -> str:
@@ -274,10 +282,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       step, state, meta = 0, trainer.init(), {}
     else:
       step, state, meta = checkpoints.restore(trainer.abstract_state())
-      print(f"resumed from the checkpoint at step {step}", flush=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      json.dump(_flatten(config), f, indent=1)
-    writer = MetricWriter(workdir, resume_step=step)
+      _say(f"resumed from the checkpoint at step {step}")
+    if distributed.is_primary():
+      with open(os.path.join(workdir, "config.json"), "w") as f:
+        json.dump(_flatten(config), f, indent=1)
+    writer = MetricWriter(workdir, resume_step=step, enabled=distributed.is_primary())
     try:
       return _train_loop(trainer, checkpoints, writer, workdir, step, state, meta)
     finally:
@@ -291,12 +300,12 @@ def _train_loop(trainer: Trainer, checkpoints: Checkpoints, writer: MetricWriter
   config, total = trainer.config, trainer.total_steps
   log_every = config.train.log_every
   if step >= total:
-    print(f"the run in this workdir is complete (step {step})", flush=True)
+    _say(f"the run in this workdir is complete (step {step})")
     return {"step": step, "preempted": False}
   started = time.perf_counter()
   for num_steps in {min(log_every, total - step), (total - step) % log_every or log_every}:
     trainer.compile(num_steps)
-  print(f"compiled the training step in {time.perf_counter() - started:.1f}s", flush=True)
+  _say(f"compiled the training step in {time.perf_counter() - started:.1f}s")
 
   stop = threading.Event()
   in_main_thread = threading.current_thread() is threading.main_thread()
@@ -305,14 +314,16 @@ def _train_loop(trainer: Trainer, checkpoints: Checkpoints, writer: MetricWriter
   last: dict[str, Any] = {}
   try:
     batches = trainer.batches(step, min(log_every, total - step))
-    tick, seconds_per_step = time.perf_counter(), None
-    while step < total and not stop.is_set():
+    tick, seconds_per_step, stopping = time.perf_counter(), None, False
+    while step < total and not stopping:
       num_steps = jax.tree.leaves(batches)[0].shape[0]
       state, metrics = trainer.train(state, batches)
       step += num_steps
       if step < total:  # prepared on the host while the devices run
         batches = trainer.batches(step, min(log_every, total - step))
       metrics = jax.device_get(metrics)
+      # All processes stop at the same step.
+      stopping = distributed.any_process(stop.is_set(), trainer.workers.mesh)
       step_time = (time.perf_counter() - tick) / num_steps
       seconds_per_step = step_time if seconds_per_step is None else (
           0.7 * seconds_per_step + 0.3 * step_time)
@@ -326,19 +337,18 @@ def _train_loop(trainer: Trainer, checkpoints: Checkpoints, writer: MetricWriter
       if step == total or (config.eval.every_steps and step % config.eval.every_steps == 0):
         last.update(trainer.evaluate(state))
       writer.write(step, last)
-      print(_format_progress(step, total, last, last["perf/examples_per_second"],
-                             (total - step) * seconds_per_step), flush=True)
+      _say(_format_progress(step, total, last, last["perf/examples_per_second"],
+                            (total - step) * seconds_per_step))
       every = config.checkpoint.every_steps
-      if step == total or stop.is_set() or (every and step % every == 0):
+      if step == total or stopping or (every and step % every == 0):
         checkpoints.save(step, state, meta)
       tick = time.perf_counter()
   finally:
     if in_main_thread:
       signal.signal(signal.SIGTERM, previous_handler)
   if step < total:
-    print(f"stopped by SIGTERM at step {step}; checkpoint saved; run the same command to resume",
-          flush=True)
+    _say(f"stopped by SIGTERM at step {step}; checkpoint saved; run the same command to resume")
     return {**last, "step": step, "preempted": True}
   trainer.save_model(state, workdir)
-  print(f"done: step {step}, test accuracy {last['test/accuracy']:.4f}", flush=True)
+  _say(f"done: step {step}, test accuracy {last['test/accuracy']:.4f}")
   return {**last, "step": step, "preempted": False}

@@ -221,6 +221,9 @@ def make_workers(shape: Sequence[int], names: Sequence[str], backend: str,
   if backend not in BACKENDS:
     raise ConfigError("workers.backend", f"unknown backend {backend!r}", BACKENDS)
   if backend == "simulated":
+    if jax.process_count() > 1:
+      raise ConfigError("workers.backend", f"simulated workers live on one device, but this run "
+                        f"has {jax.process_count()} processes", ("shard_map",))
     return Workers([GridDim(n, s) for n, s in zip(names, shape)])
   available = jax.devices()
   if num_devices == 0:

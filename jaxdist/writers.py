@@ -10,9 +10,13 @@ METRICS_FILE = "metrics.jsonl"
 
 class MetricWriter:
   """Appends `{"step": s, name: value, ...}` records; on resume drops records after `resume_step`,
-  which an interrupted run wrote after its last checkpoint."""
+  which an interrupted run wrote after its last checkpoint. A writer that is not `enabled` (on
+  every process but the first) writes nothing."""
 
-  def __init__(self, workdir: str, resume_step: int = 0):
+  def __init__(self, workdir: str, resume_step: int = 0, enabled: bool = True):
+    self.enabled = enabled
+    if not enabled:
+      return
     self.path = os.path.join(workdir, METRICS_FILE)
     kept = [r for r in read_metrics(workdir) if r["step"] <= resume_step]
     with open(self.path, "w") as f:
@@ -22,12 +26,16 @@ class MetricWriter:
                                       purge_step=resume_step + 1)
 
   def write(self, step: int, scalars: dict[str, float]) -> None:
+    if not self.enabled:
+      return
     self._file.write(json.dumps({"step": step, **scalars}) + "\n")
     self._file.flush()
     for name, value in scalars.items():
       self._tensorboard.add_scalar(name, value, step)
 
   def close(self) -> None:
+    if not self.enabled:
+      return
     self._file.close()
     self._tensorboard.close()
 
