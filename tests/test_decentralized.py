@@ -202,6 +202,7 @@ def test_consensus_control_gossips_until_the_target():
   assert all(r > 1 for r in rounds[4:8]) and max(distance[4:8]) <= target
   assert all(d < 1e-6 for d in distance[8:]) and rounds[8:] == [1] * 4
   assert float(history[5]["comm/bits_sent"][0]) == rounds[5] * 2 * 32 * D
+  assert float(history[9]["comm/bits_sent"][0]) == 32 * D  # one all-reduce
   assert max(float(m["consensus/distance"][0]) for m in plain_history[4:8]) > target
 
 

@@ -150,27 +150,30 @@ class DecentralizedSGD(_Decentralized):
     grads, model_state, metrics = self._gradients(state, batch, rng)
     updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
     half = optax.apply_updates(state.params, updates)
-    params, rounds, residual = self._communicate(half, state)
+    params, rounds, messages, residual = self._communicate(half, state)
     if self.momentum == "quasi_global":
       opt_state = self._quasi_global(state, opt_state, params)
     new = state._replace(step=state.step + 1, rounds=state.rounds + rounds, params=params,
                          opt_state=opt_state, model_state=model_state)
-    return new, self._metrics(metrics, params, rounds, self._messages(state.rounds),
-                              bits_per_model(params), residual)
+    return new, self._metrics(metrics, params, rounds, messages, bits_per_model(params), residual)
 
   def _phase(self, step) -> jax.Array:
     return jnp.searchsorted(jnp.asarray(self.phase_steps), step, side="right")
 
   def _communicate(self, half, state: State):
-    """One gossip round, exact averaging in `exact_phases`, and extra rounds under control."""
+    """One gossip round, exact averaging in `exact_phases`, and extra rounds under control:
+    (params, rounds, messages per round, Theta)."""
     phase = self._phase(state.step)
-    mixed = self.gossip.mix(half, state.rounds)
+    messages = self._messages(state.rounds)
     if self.exact_phases:
       exact = jnp.isin(phase, jnp.asarray(self.exact_phases))
-      mixed = lax.cond(exact, self.comm.mean, lambda _: mixed, half)
+      mixed = lax.cond(exact, self.comm.mean, lambda x: self.gossip.mix(x, state.rounds), half)
+      messages = jnp.where(exact, 1, messages)  # one all-reduce
+    else:
+      mixed = self.gossip.mix(half, state.rounds)
     residual = gossip_residual(self.comm, half, mixed) if self.measure_consensus else None
     if not self.consensus_target:
-      return mixed, 1, residual
+      return mixed, 1, messages, residual
     controlled = jnp.isin(phase, jnp.asarray(self.control_phases))
     if self.exact_phases:
       controlled &= ~exact
@@ -185,7 +188,7 @@ class DecentralizedSGD(_Decentralized):
       return self.gossip.mix(params, state.rounds + rounds), rounds + 1
 
     params, rounds = lax.while_loop(more, gossip_again, (mixed, jnp.int32(1)))
-    return params, rounds, residual
+    return params, rounds, messages, residual
 
   def _quasi_global(self, state: State, opt_state, params):
     """m <- mu m + (1 - mu) d, d = (x_t - x_{t+1}) / lr_t (Alg. 6, pitfall 7: this step's rate);
