@@ -46,6 +46,7 @@ THRESHOLD = 0.5  # tau of the learned masks
 
 class MaskState(NamedTuple):
   mask: PyTree  # 0/1 floats shaped like the parameters; scalar 1 for leaves never pruned
+  kept: jax.Array  # [pruned leaves]: weights each keeps, counted at the last recompute
   flips: jax.Array  # mask entries that changed at the last recompute
 
 
@@ -95,12 +96,12 @@ def cubic_sparsity(step, target: float, ramp_steps: int):
   return target * (1.0 - (1.0 - progress)**3)
 
 
-def _bits(params: PyTree, masks: PyTree, pruned: PyTree) -> jax.Array:
-  """Bits of the deployed sparse model: fp32 kept values plus a one-bit map per pruned leaf."""
-  total = jnp.float32(0)
-  for x, m, p in zip(jax.tree.leaves(params), jax.tree.leaves(masks), jax.tree.leaves(pruned)):
+def _bits(params: PyTree, pruned: PyTree, kept: jax.Array) -> jax.Array:
+  """Bits of the deployed sparse model: the kept values plus a one-bit map per pruned leaf."""
+  total, kept = jnp.float32(0), iter(kept)
+  for x, p in zip(jax.tree.leaves(params), jax.tree.leaves(pruned)):
     bits_per_value = x.dtype.itemsize * 8
-    total += bits_per_value * jnp.sum(m) + x.size if p else bits_per_value * x.size
+    total += bits_per_value * next(kept) + x.size if p else bits_per_value * x.size
   return total
 
 
@@ -119,7 +120,9 @@ class Pruning:
       pruned = prunable(params, self.num_classes, self.prune_classifier)
       ones = jax.tree.map(lambda x, p: jnp.ones(x.shape if p else (), jnp.float32), params,
                           pruned)
-      return params, {"model": model_state, "mask": MaskState(ones, jnp.int32(0))}
+      sizes = [x.size for x, p in zip(jax.tree.leaves(params), jax.tree.leaves(pruned)) if p]
+      return params, {"model": model_state,
+                      "mask": MaskState(ones, jnp.asarray(sizes, jnp.float32), jnp.int32(0))}
 
     def loss(params, state, batch, rng):
       step = _step(batch)
@@ -160,7 +163,8 @@ class Pruning:
       mask = magnitude_mask(jax.lax.stop_gradient(source), pruned, self.schedule(t))
       flips = sum(jnp.sum(a != b) for a, b in zip(jax.tree.leaves(mask),
                                                    jax.tree.leaves(state.mask)))
-      return state._replace(mask=mask, flips=flips.astype(jnp.int32))
+      kept = [jnp.sum(m) for m, p in zip(jax.tree.leaves(mask), jax.tree.leaves(pruned)) if p]
+      return MaskState(mask, jnp.stack(kept), flips.astype(jnp.int32))
 
     return lax.cond(due, recompute, lambda _: state, None)
 
@@ -170,17 +174,15 @@ class Pruning:
     return _apply_mask(params, masks)
 
   def _metrics(self, params, state: MaskState, step) -> dict[str, jax.Array]:
+    """Sparsity per pruned layer and overall, from the counts of the last recompute."""
     pruned = prunable(params, self.num_classes, self.prune_classifier)
-    paths = _paths(params)
-    out, kept, total = {}, 0.0, 0
-    for path, m, p in zip(paths, jax.tree.leaves(state.mask), jax.tree.leaves(pruned)):
-      if p:
-        out[f"masking/sparsity/{path}"] = 1.0 - jnp.mean(m)
-        kept, total = kept + jnp.sum(m), total + m.size
-    out["masking/sparsity"] = 1.0 - kept / total
+    named = [(n, x) for n, x, p in zip(_paths(params), jax.tree.leaves(params),
+                                        jax.tree.leaves(pruned)) if p]
+    out = {f"masking/sparsity/{n}": 1.0 - k / x.size for (n, x), k in zip(named, state.kept)}
+    out["masking/sparsity"] = 1.0 - jnp.sum(state.kept) / sum(x.size for _, x in named)
     out["masking/target"] = self.schedule(step)
     out["masking/flips"] = state.flips.astype(jnp.float32)
-    out["masking/deployed_bits"] = _bits(params, state.mask, pruned)
+    out["masking/deployed_bits"] = _bits(params, pruned, state.kept)
     return out
 
 
