@@ -29,8 +29,10 @@ def _launch(*args, **popen):
 @pytest.mark.parametrize("args, message", [
     (["--config.algo.local_stepz=8"],
      "error: config.algo.local_stepz: no such field 'local_stepz' in config.algo (allowed: "
-     "block_steps, compression, extrapolation, extrapolation_scale, global_momentum, "
-     "local_steps, name, switch_epochs, switch_samples)"),
+     "block_steps, compress_bits, compress_fraction, compress_unbiased, compression, compressor, "
+     "consensus_step, consensus_target, control_phases, exact_phases, extrapolation, "
+     "extrapolation_scale, global_momentum, local_steps, max_gossip_rounds, measure_consensus, "
+     "name, qg_mu, qg_period, switch_epochs, switch_samples)"),
     (["--config.algo.local_steps=two"],
      "error: config.algo.local_steps: cannot use 'two' (invalid literal for int() with base 10: "
      "'two') (allowed: a value of type int)"),
