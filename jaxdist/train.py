@@ -31,11 +31,14 @@ RESUMABLE_FIELDS = ("train.log_every", "eval.every_steps", "eval.batch_size",
 def compiler_options() -> dict[str, str] | None:
   """XLA options for the jitted pieces of a run.
 
-  On XLA:CPU, YNNPACK fusions turn the reduction over the worker axis that averaging makes into
-  a kernel ~50x slower than XLA's own loop (9 ms instead of 0.17 ms for 8 x 65k floats), and the
-  whole training step runs no faster with them (benchmarks/simulation_overhead.py); they are off.
+  On XLA:CPU only matrix products go to YNNPACK: its reductions turn the mean over the worker
+  axis that averaging makes into a kernel ~50x slower than XLA's own loop (9 ms instead of
+  0.17 ms for 8 x 65k floats), while its products run the K workers' batched products on both
+  cores, where XLA's own run them on one (local SGD, K = 8 x 128: 1.45x -> 1.31x the time per
+  example of one model; benchmarks/simulation_overhead.py).
   """
-  return {"xla_cpu_experimental_ynn_fusion_type": ""} if jax.default_backend() == "cpu" else None
+  return ({"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"}
+          if jax.default_backend() == "cpu" else None)
 
 
 class TrainState(NamedTuple):
