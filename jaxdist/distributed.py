@@ -59,6 +59,10 @@ def initialize(coordinator_address: str = "", num_processes: int = 0, process_id
                                 num_processes=num_processes, process_id=process_id)
   jax.distributed.initialize(**kwargs, initialization_timeout=timeout,
                              heartbeat_timeout_seconds=heartbeat_timeout)
+  if not auto and jax.process_count() != num_processes:
+    raise UserError(f"--num_processes: this process was started with {num_processes} but the "
+                    f"coordinator runs {jax.process_count()} (allowed: the same number on every "
+                    "process)")
 
 
 def _wait_for(address: str, timeout: float) -> None:

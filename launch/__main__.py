@@ -7,6 +7,7 @@ Kept short on purpose: everything it runs lives in the importable `jaxdist` pack
 
 import sys
 
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -30,12 +31,12 @@ _LOCAL_PROCESSES = flags.DEFINE_integer("local_processes", 0, "Start this many p
                                         "machine, each with --local_devices CPU devices.")
 _LOCAL_DEVICES = flags.DEFINE_integer("local_devices", 2, "Fake CPU devices per local process.")
 
-EXIT_BAD_INPUT, EXIT_PREEMPTED = 2, 143
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_PREEMPTED = 1, 2, 143
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, status: int = EXIT_BAD_INPUT) -> None:
   print(f"error: {message}", file=sys.stderr)
-  sys.exit(EXIT_BAD_INPUT)
+  sys.exit(status)
 
 
 def _parse(argv: list[str]) -> list[str]:
@@ -76,6 +77,13 @@ def main(argv: list[str]) -> None:
     result = train.run(_CONFIG.value, _WORKDIR.value)
   except UserError as e:
     _fail(str(e))
+  except jax.errors.JaxRuntimeError as e:
+    if jax.process_count() == 1:
+      raise
+    cause = str(e).strip().splitlines()[0][:300]
+    _fail(f"process {jax.process_index()}: a collective with the other processes failed "
+          f"({cause}); another process has probably stopped, see its output; run the same "
+          "command on every process to resume from the last checkpoint", EXIT_FAILED)
   if result["preempted"]:
     sys.exit(EXIT_PREEMPTED)
 

@@ -156,3 +156,25 @@ def test_worker_count_must_divide_over_all_processes_devices(data_dir, tmp_path)
   assert status == 2
   assert "error: workers.num_workers: 6 workers on a grid (6,) cannot be spread evenly over 4 " \
          "devices" in stderr
+
+
+def test_mismatched_process_counts_end_both_processes(data_dir, tmp_path):
+  config = tiny_config(data_dir)
+  config.workers.backend = "shard_map"
+  path, port = _config_file(tmp_path, config), distributed.free_port()
+  first = _start(path, tmp_path / "run", 0, port, num_processes=2)
+  second = _start(path, tmp_path / "run", 1, port, num_processes=3)
+  try:
+    _, stderr = second.communicate(timeout=60)
+    assert second.returncode == 2
+    assert stderr.strip().splitlines()[-1] == (
+        "error: --num_processes: this process was started with 3 but the coordinator runs 2 "
+        "(allowed: the same number on every process)")
+    _, stderr = first.communicate(timeout=90)
+    assert first.returncode != 0
+    assert "error: process 0: a collective with the other processes failed" in stderr
+  finally:
+    for p in (first, second):
+      if p.poll() is None:
+        p.kill()
+      p.wait()

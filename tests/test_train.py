@@ -49,6 +49,7 @@ RESUMED_VARIANTS = {
                            "compress_fraction": 0.3}},
     "qg_one_peer": {"algo": {"name": "qg_dsgdm"}, "topology": {"name": "one_peer_exponential"}},
     "gradient_tracking": {"algo": {"name": "gradient_tracking"}},
+    "d2_plus": {"algo": {"name": "d2_plus"}},
     # Masks recomputed between the checkpoint and the end, on a ramp that ends there.
     "dpf": {"masking": {"name": "dpf", "sparsity": 0.8, "recompute_every": 3, "ramp_end": 0.75}},
     "dsgd_controlled": {"algo": {"name": "dsgd", "consensus_target": 0.05,
