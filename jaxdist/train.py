@@ -141,9 +141,10 @@ class Trainer:
       rng = jax.random.fold_in(jax.random.fold_in(state.rng, state.algo.step), comm.index())
       batch = {**batch, "step": state.algo.step}  # shared by the workers; see tasks.Task
       algo, metrics = self.algorithm.step(state.algo, batch, rng)
-      return TrainState(state.rng, algo), comm.mean(metrics)
+      return TrainState(state.rng, algo), metrics
 
-    return lax.scan(body, state, batches)
+    state, metrics = lax.scan(body, state, batches)
+    return state, comm.mean(metrics)  # one all-reduce for the chunk, not one per step
 
   def compile(self, num_steps: int) -> None:
     """Compiles the chunk of `num_steps` steps ahead of its first use."""
