@@ -14,14 +14,12 @@ The thesis (Fig 15.6): DPF's overhead, a global magnitude threshold every 16 ste
 import argparse
 import os
 import tempfile
-import time
 
 import jax
-import numpy as np
 
 from jaxdist import models
 from jaxdist.config import default
-from jaxdist.train import Trainer
+from timing import Case, measure
 
 STEPS = 64  # a multiple of 16: every chunk holds the same number of mask recomputes
 CASES = [  # name, masking.name, masking.recompute_every
@@ -40,36 +38,6 @@ def _config(num_workers, batch, masking, every, pretrained, data_dir):
   config.masking.update(name=masking, sparsity=0.9, recompute_every=every, ramp_end=0.0)
   config.model.pretrained = pretrained if masking == "learned" else ""
   return config
-
-
-class Case:
-  """One compiled training chunk with its state and batches, ready to be timed."""
-
-  def __init__(self, config):
-    self.trainer = Trainer(config)
-    started = time.perf_counter()
-    self.trainer.compile(STEPS)
-    self.compile_seconds = time.perf_counter() - started
-    self.state, self.batches = self.trainer.init(), self.trainer.batches(0, STEPS)
-    self.times = []
-    self.run()  # warm-up
-
-  def run(self):
-    started = time.perf_counter()
-    self.state, metrics = self.trainer.train(self.state, self.batches)
-    jax.block_until_ready((self.state, metrics))
-    return time.perf_counter() - started
-
-  @property
-  def seconds_per_step(self):
-    return float(np.median(self.times)) / STEPS
-
-
-def measure(cases, repeats):
-  """Times the cases in turns, so that a slow spell of the machine hits them all alike."""
-  for _ in range(repeats):
-    for case in cases:
-      case.times.append(case.run())
 
 
 def main():
@@ -93,7 +61,8 @@ def main():
     for k in args.workers:
       cases = []
       for _, masking, every in CASES:
-        cases.append(Case(_config(k, args.batch, masking, every, pretrained, args.data_dir)))
+        cases.append(Case(_config(k, args.batch, masking, every, pretrained, args.data_dir),
+                          STEPS))
         if not os.path.exists(pretrained):  # the weights learned masks freeze: a fresh dense init
           models.save(pretrained, *cases[0].trainer.model.init(jax.random.PRNGKey(0)))
       measure(cases, args.repeats)

@@ -13,16 +13,14 @@ with the K workers spread over 8 fake CPU devices (shard_map). Compile times in 
 
 import argparse
 import os
-import time
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                            " --xla_force_host_platform_device_count=8").strip()
 
 import jax  # noqa: E402
-import numpy as np  # noqa: E402
 
 from jaxdist.config import default  # noqa: E402
-from jaxdist.train import Trainer  # noqa: E402
+from timing import Case, measure  # noqa: E402
 
 STEPS = 50
 
@@ -35,37 +33,6 @@ def _config(num_workers, batch, algorithm, backend, data_dir):
   config.optim.update(base_lr=0.05, lr_scaling="none", schedule="constant")
   config.train.update(num_steps=10**6, log_every=STEPS)
   return config
-
-
-class Case:
-  """One compiled training chunk with its state and batches, ready to be timed."""
-
-  def __init__(self, config):
-    self.trainer = Trainer(config)
-    started = time.perf_counter()
-    self.trainer.compile(STEPS)
-    self.compile_seconds = time.perf_counter() - started
-    self.examples = STEPS * config.workers.num_workers * config.data.batch_size
-    self.state, self.batches = self.trainer.init(), self.trainer.batches(0, STEPS)
-    self.times = []
-    self.run()  # warm-up
-
-  def run(self):
-    started = time.perf_counter()
-    self.state, metrics = self.trainer.train(self.state, self.batches)
-    jax.block_until_ready((self.state, metrics))
-    return time.perf_counter() - started
-
-  @property
-  def seconds_per_example(self):
-    return float(np.median(self.times)) / self.examples
-
-
-def measure(cases, repeats):
-  """Times the cases in turns, so that a slow spell of the machine hits them all alike."""
-  for _ in range(repeats):
-    for case in cases:
-      case.times.append(case.run())
 
 
 def main():
@@ -85,11 +52,12 @@ def main():
   print("-" * len(header))
   for batch in args.batch:
     for k in args.workers:
-      cases = {"one": Case(_config(1, k * batch, "minibatch_sgd", "simulated", args.data_dir)),
-               "local": Case(_config(k, batch, "local_sgd", "simulated", args.data_dir)),
-               "minibatch": Case(_config(k, batch, "minibatch_sgd", "simulated", args.data_dir))}
+      case = lambda *settings: Case(_config(*settings, args.data_dir), STEPS)
+      cases = {"one": case(1, k * batch, "minibatch_sgd", "simulated"),
+               "local": case(k, batch, "local_sgd", "simulated"),
+               "minibatch": case(k, batch, "minibatch_sgd", "simulated")}
       if k % 8 == 0:
-        cases["mesh"] = Case(_config(k, batch, "local_sgd", "shard_map", args.data_dir))
+        cases["mesh"] = case(k, batch, "local_sgd", "shard_map")
       measure(list(cases.values()), args.repeats)
       one = cases["one"].seconds_per_example
 
