@@ -194,7 +194,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _at_least(config, "algo.extrapolation_scale", 0)
   _choice(config, "algo.compression", local_sgd.COMPRESSIONS)
   _choice(config, "algo.extrapolation", extrap.KINDS)
-  _at_least(config, "algo.qg_mu", 0)
+  if not 0 <= config.algo.qg_mu < 1:
+    raise ConfigError("algo.qg_mu", f"{config.algo.qg_mu} is not a momentum", "0 <= qg_mu < 1")
   _at_least(config, "algo.qg_period", 1)
   _choice(config, "algo.compressor", compression.COMPRESSORS)
   _at_least(config, "algo.compress_bits", 1)

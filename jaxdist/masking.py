@@ -214,6 +214,10 @@ class LearnedMask:
     def init(rng):
       score_rng, rng = jax.random.split(rng)
       weights, model_state = model.init(rng)  # pretrained where names and shapes match
+      unknown = set(self.skip_layers) - set(weights)
+      if unknown:
+        raise ConfigError("masking.skip_layers", f"no layers named {sorted(unknown)}",
+                          sorted(weights))
       named = dict(zip(_paths(weights), jax.tree.leaves(weights)))
       low = THRESHOLD - self.initial_sparsity
       names = self.masked_names(weights)

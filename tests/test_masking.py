@@ -162,6 +162,7 @@ def test_learned_masks_run_from_a_pretrained_workdir_and_resume(data_dir, tmp_pa
      r"masking.ramp_end: the learning rate has no second decay"),
     ({"model": {"pretrained": "/nonexistent/model.npz"}}, r"model.pretrained: cannot read"),
     ({"data": {"relabel": "even"}}, r"data.relabel: unknown value 'even'"),
+    ({"algo": {"name": "qg_dsgdm", "qg_mu": 1.5}}, r"algo.qg_mu: 1.5 is not a momentum"),
 ])
 def test_bad_masking_settings_are_refused(data_dir, tmp_path, sections, message):
   with pytest.raises(ConfigError, match=message):
