@@ -198,7 +198,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError("algo.qg_mu", f"{config.algo.qg_mu} is not a momentum", "0 <= qg_mu < 1")
   _at_least(config, "algo.qg_period", 1)
   _choice(config, "algo.compressor", compression.COMPRESSORS)
-  _at_least(config, "algo.compress_bits", 1)
+  low, high = compression.BITS_RANGE
+  if not low <= config.algo.compress_bits <= high:
+    raise ConfigError("algo.compress_bits", f"{config.algo.compress_bits} bits per entry",
+                      f"an integer in {low}..{high}")
   _at_least(config, "algo.consensus_step", 0)
   _at_least(config, "algo.consensus_target", 0)
   _at_least(config, "algo.max_gossip_rounds", 1)

@@ -50,11 +50,6 @@ class MaskState(NamedTuple):
   flips: jax.Array  # mask entries that changed at the last recompute
 
 
-def _paths(tree) -> list[str]:
-  """'Dense_0/kernel'-style names of the leaves, in leaf order."""
-  return list(flat_names(tree))
-
-
 def prunable(params: PyTree, num_classes: int, prune_classifier: bool = False) -> PyTree:
   """True for the leaves pruning acts on: weight matrices and kernels, except the classifier
   (the last one with `num_classes` outputs) unless `prune_classifier`."""
@@ -176,7 +171,7 @@ class Pruning:
   def _metrics(self, params, state: MaskState, step) -> dict[str, jax.Array]:
     """Sparsity per pruned layer and overall, from the counts of the last recompute."""
     pruned = prunable(params, self.num_classes, self.prune_classifier)
-    named = [(n, x) for n, x, p in zip(_paths(params), jax.tree.leaves(params),
+    named = [(n, x) for n, x, p in zip(flat_names(params), jax.tree.leaves(params),
                                         jax.tree.leaves(pruned)) if p]
     out = {f"masking/sparsity/{n}": 1.0 - k / x.size for (n, x), k in zip(named, state.kept)}
     out["masking/sparsity"] = 1.0 - jnp.sum(state.kept) / sum(x.size for _, x in named)
@@ -207,7 +202,7 @@ class LearnedMask:
 
   def masked_names(self, weights) -> list[str]:
     """The kernels that get scores: every weight matrix outside `skip_layers`."""
-    return [p for p, x in zip(_paths(weights), jax.tree.leaves(weights))
+    return [p for p, x in flat_names(weights).items()
             if x.ndim >= 2 and p.split("/")[0] not in self.skip_layers]
 
   def wrap(self, model: Model, task: Task) -> tuple[Model, Task, Callable]:
@@ -218,7 +213,7 @@ class LearnedMask:
       if unknown:
         raise ConfigError("masking.skip_layers", f"no layers named {sorted(unknown)}",
                           sorted(weights))
-      named = dict(zip(_paths(weights), jax.tree.leaves(weights)))
+      named = flat_names(weights)
       low = THRESHOLD - self.initial_sparsity
       names = self.masked_names(weights)
       keys = jax.random.split(score_rng, len(names))
@@ -232,7 +227,7 @@ class LearnedMask:
         return m + jax.lax.stop_gradient(binary - m) if straight_through else binary
 
       leaves = [w * mask(scores[n]) if n in scores else w
-                for n, w in zip(_paths(frozen), jax.tree.leaves(frozen))]
+                for n, w in flat_names(frozen).items()]
       return jax.tree.unflatten(jax.tree.structure(frozen), leaves)
 
     def loss(scores, state, batch, rng):

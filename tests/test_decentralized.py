@@ -277,7 +277,7 @@ def test_simulated_and_shard_map_give_the_same_numbers(variant, num_workers):
 
 
 @pytest.mark.parametrize("name, fields, message", [
-    ("qg_dsgdm", {"optim": {"momentum": 0.0}}, r"algo.momentum: quasi-global momentum replaces"),
+    ("qg_dsgdm", {"optim": {"momentum": 0.0}}, r"optim.momentum: quasi-global momentum replaces"),
     ("choco_sgd", {"compressor": "random_k", "compress_unbiased": True},
      r"algo.compress_unbiased: CHOCO needs a contractive"),
     ("choco_sgd", {"compressor": "topk"}, r"algo.compressor: unknown compressor 'topk'"),

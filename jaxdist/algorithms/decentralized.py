@@ -126,7 +126,7 @@ class DecentralizedSGD(_Decentralized):
                adam_betas: tuple[float, float] = (0.9, 0.999), measure_consensus: bool = True):
     super().__init__(loss_fn, tx, comm, gossip, learning_rate, measure_consensus)
     if momentum not in MOMENTUM_KINDS:
-      raise ConfigError("algo.momentum", f"unknown momentum {momentum!r}", MOMENTUM_KINDS)
+      raise ValueError(f"momentum must be one of {MOMENTUM_KINDS}, got {momentum!r}")
     num_phases = len(phase_steps) + 1
     for field, phases in (("algo.control_phases", control_phases),
                           ("algo.exact_phases", exact_phases)):
@@ -218,7 +218,7 @@ def _quasi_global_buffers(opt_state) -> dict[str, PyTree]:
     buffers = {n: optax.tree_utils.tree_get(opt_state, n) for n in names}
     if all(b is not None for b in buffers.values()):
       return buffers
-  raise ConfigError("algo.momentum", "quasi-global momentum replaces a momentum buffer, and the "
+  raise ConfigError("optim.momentum", "quasi-global momentum replaces a momentum buffer, and the "
                     "optimizer has none", "optim.optimizer='sgd' with optim.momentum > 0, or "
                     "'adam'")
 
