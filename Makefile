@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 demo: $(VENV)/.installed
 	$(BIN)/python -m launch --config configs/quickstart.py --workdir runs/quickstart
 	$(BIN)/python -m launch --config configs/quickstart.py:minibatch --workdir runs/quickstart_minibatch
-	$(BIN)/python -m jaxdist.plot runs/quickstart runs/quickstart_minibatch --out runs/quickstart.png
+	$(BIN)/python -m jaxdist.experiment.plot runs/quickstart runs/quickstart_minibatch --out runs/quickstart.png
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -n 2 -q

@@ -4,7 +4,7 @@
   python -m launch --config configs/quickstart.py:minibatch --workdir runs/minibatch  # baseline
 """
 
-from jaxdist.config import default
+from jaxdist.experiment.config import default
 
 
 def get_config(variant: str = ""):

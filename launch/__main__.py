@@ -2,7 +2,7 @@
 
 On several hosts every host runs the same command (see README, "On several hosts");
 `--local_processes N` starts N processes on this machine instead, for trying that out.
-Kept short on purpose: everything it runs lives in the importable `jaxdist` package.
+Kept short on purpose: everything it runs lives in the importable `jaxdist.experiment` package.
 """
 
 import sys
@@ -11,8 +11,10 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jaxdist import distributed, overrides, train
-from jaxdist.errors import UserError
+from jaxdist.core import distributed
+from jaxdist.errors import ArgumentError, UserError
+from jaxdist.experiment import launcher, overrides
+from jaxdist.experiment.runs import run
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).",
                                           lock_config=True)
@@ -32,6 +34,7 @@ _LOCAL_PROCESSES = flags.DEFINE_integer("local_processes", 0, "Start this many p
 _LOCAL_DEVICES = flags.DEFINE_integer("local_devices", 2, "Fake CPU devices per local process.")
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_PREEMPTED = 1, 2, 143
+_PROCESS_FLAGS = ("coordinator_address", "num_processes", "process_id")
 
 
 def _fail(message: str, status: int = EXIT_BAD_INPUT) -> None:
@@ -69,12 +72,15 @@ def main(argv: list[str]) -> None:
     if _LOCAL_PROCESSES.value < 1 or _LOCAL_DEVICES.value < 1:
       _fail("--local_processes, --local_devices: must be >= 1 (allowed: >= 1)")
     command = [sys.executable, "-m", "launch", *_without_local_flags(sys.argv[1:])]
-    sys.exit(distributed.launch_local(_LOCAL_PROCESSES.value, _LOCAL_DEVICES.value, command))
+    sys.exit(launcher.launch_local(_LOCAL_PROCESSES.value, _LOCAL_DEVICES.value, command))
   try:
     distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
                            auto=_DISTRIBUTED.value, timeout=_TIMEOUT.value,
                            heartbeat_timeout=_TIMEOUT.value)
-    result = train.run(_CONFIG.value, _WORKDIR.value)
+  except ArgumentError as e:  # the flags have the arguments' names
+    _fail(f"--{e}" if e.argument in _PROCESS_FLAGS else str(e))
+  try:
+    result = run(_CONFIG.value, _WORKDIR.value)
   except UserError as e:
     _fail(str(e))
   except jax.errors.JaxRuntimeError as e:

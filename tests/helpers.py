@@ -1,15 +1,28 @@
-"""Small problems and runners shared by the tests."""
+"""Small problems shared by the tests, run through the public runner."""
+
+from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxdist import algorithms, config as config_lib, recipes
-from jaxdist.config import default
-from jaxdist.workers import SHARED, Workers, make_workers
+import jaxdist
+from jaxdist.core import workers as workers_lib
+from jaxdist.experiment.config import default
 
 LR = 0.05
+GRID_NAMES = {1: ("workers",), 2: ("nodes", "workers")}
+
+
+def make_workers(shape, backend="simulated"):
+  """Workers on a flat or (nodes, workers) grid, simulated or over every visible device."""
+  names = GRID_NAMES[len(shape)]
+  if backend == "simulated":
+    return workers_lib.simulated(shape, names)
+  return workers_lib.sharded(shape, names)
 
 
 def linear_regression_loss(params, model_state, batch, rng):
@@ -30,45 +43,36 @@ def regression_data(num_workers: int, steps: int, batch: int = 4, dim: int = 5, 
   return {"x": x, "y": y}, params
 
 
-def run_algorithm(algorithm, workers: Workers, params, batches, model_state=None):
-  """Initialises every worker with `params` and runs one step per leading entry of `batches`
-  (laid out `[steps, num_workers, ...]`); returns the final state and the per-step metrics."""
-  model_state = {} if model_state is None else model_state
-  axes = algorithm.state_axes
-  init = jax.jit(workers.map(algorithm.init, in_axes=SHARED, out_axes=axes))
-  step = jax.jit(workers.map(algorithm.step, in_axes=(axes, 0, SHARED), out_axes=(axes, 0)))
-  state = init(params, model_state, jax.random.PRNGKey(99))
-  history = []
-  for t in range(jax.tree.leaves(batches)[0].shape[0]):
-    batch = jax.tree.map(lambda b: b[t].reshape(workers.shape + b.shape[2:]), batches)
-    state, metrics = step(state, batch, jax.random.PRNGKey(t))
-    history.append(metrics)
-  return state, history
+def per_step(batches):
+  """`[steps, workers, ...]` arrays as a list of per-step batches, an iterable data source."""
+  steps = jax.tree.leaves(batches)[0].shape[0]
+  return [jax.tree.map(lambda b, t=t: b[t], batches) for t in range(steps)]
 
 
-def sgd(momentum=0.9, weight_decay=1e-2, learning_rate=LR, **optim):
-  """The recipe's SGD (Nesterov by default) on a constant or given learning rate."""
-  config = default().optim
-  config.update(weight_decay=weight_decay, momentum=momentum, **optim)
-  if not callable(learning_rate):
-    learning_rate = optax.constant_schedule(learning_rate)
-  return recipes.optimizer(config, learning_rate)
+def run_algorithm(algorithm, params, batches, *, grid=None, backend="simulated",
+                  model_state=None, seed=99):
+  """Runs one step per leading entry of `batches` (`[steps, num_workers, ...]`) from `params`
+  through the public runner; returns the algorithm's final state (per-worker leaves stacked on
+  the grid) and the per-step metrics, averaged over the workers."""
+  num_workers = jax.tree.leaves(batches)[0].shape[1]
+  grid = tuple(grid or (num_workers,))
+  steps = jax.tree.leaves(batches)[0].shape[0]
+  layout = jaxdist.Simulated() if backend == "simulated" else jaxdist.Sharded()
+  runner = jaxdist.Runner(algorithm, per_step(batches), grid=grid, layout=layout, seed=seed,
+                          steps_per_chunk=steps)
+  state = runner.init(params, model_state)
+  state, metrics = runner.run(state, steps)
+  return state.algorithm, metrics
 
 
-def build_algorithm(name, num_workers=8, backend="simulated", tx=None, per_node=0,
-                    topology="ring", learning_rate=LR, optim=None, **algo):
-  """An algorithm as a config would make it, on linear regression; returns it and its workers."""
-  config = default()
-  config.algo.update(name=name, **algo)
-  config.workers.update(num_workers=num_workers, per_node=per_node)
-  config.topology.name = topology
-  config.optim.update(optim or {})
-  w = make_workers(*config_lib.worker_grid(config), backend)
-  if not callable(learning_rate):
-    learning_rate = optax.constant_schedule(learning_rate)
-  run = algorithms.Run(config, learning_rate, global_batch=4 * num_workers, train_size=1000,
-                       total_steps=100)
-  return algorithms.build(run, linear_regression_loss, tx or sgd(), w.comm), w
+def sgd(momentum=0.9, weight_decay=1e-2, nesterov=True, **kwargs):
+  """A function of the rate: SGD with (Nesterov) momentum and weight decay, as the recipes."""
+  return functools.partial(jaxdist.optim.sgd, momentum=momentum, nesterov=nesterov,
+                           weight_decay=weight_decay, **kwargs)
+
+
+def constant(rate=LR):
+  return optax.constant_schedule(rate)
 
 
 def assert_same(a, b, tol):

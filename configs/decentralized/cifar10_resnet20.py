@@ -18,7 +18,7 @@ accuracy is the mean over the workers' own models.
   --config ...:cpu                                                      any of these on MNIST-1D
 """
 
-from jaxdist.config import cpu_scale, default, parse_arg
+from jaxdist.experiment.config import cpu_scale, default, parse_arg
 
 
 def get_config(arg: str = ""):

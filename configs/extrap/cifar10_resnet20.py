@@ -12,7 +12,7 @@ epochs; eta_hat = scale * lr / K with scale in {1, 2, 4} (noise variants {0.1 ..
   --config ...:cpu                                                         MNIST-1D, CPU scale
 """
 
-from jaxdist.config import cpu_scale, default, parse_arg
+from jaxdist.experiment.config import cpu_scale, default, parse_arg
 
 
 def get_config(arg: str = ""):

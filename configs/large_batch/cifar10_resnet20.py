@@ -13,7 +13,7 @@ polynomial decay of power 2. 16 workers x 512 = 8192 samples per step, 90 epochs
 
 import math
 
-from jaxdist.config import cpu_scale, default, parse_arg
+from jaxdist.experiment.config import cpu_scale, default, parse_arg
 
 
 def get_config(arg: str = ""):

@@ -13,7 +13,7 @@ Thesis recipe: B_loc = 128, lr 0.2 per 128 samples scaled linearly with K*B_loc,
   --config ...:cpu                                                   any of these on MNIST-1D
 """
 
-from jaxdist.config import cpu_scale, default, parse_arg
+from jaxdist.experiment.config import cpu_scale, default, parse_arg
 
 
 def get_config(arg: str = ""):

@@ -13,7 +13,7 @@ ramp that reaches the target at the second decay.
   --config ...:cpu                                                      any of these on MNIST-1D
 """
 
-from jaxdist.config import cpu_scale, default, parse_arg
+from jaxdist.experiment.config import cpu_scale, default, parse_arg
 
 
 def get_config(arg: str = ""):

@@ -11,7 +11,7 @@ fine-tuning all weights. A fresh classifier is random: frozen and masked, or tra
   --config ...:initial_sparsity=0.5                                     a sparser start
 """
 
-from jaxdist.config import default, parse_arg
+from jaxdist.experiment.config import default, parse_arg
 
 
 def get_config(arg: str = ""):

@@ -1,0 +1,102 @@
+"""Decentralized training ([Lin22] ch. 4, 5, 9): workers gossip with their neighbours instead of
+all-reducing. Constructors from plain arguments; the classes compose further.
+"""
+
+from __future__ import annotations
+
+import optax
+
+from jaxdist.algorithms.base import LossFn, Optimizer
+from jaxdist.algorithms.decentralized.base import Decentralized, DecentralizedState
+from jaxdist.algorithms.decentralized.choco import ChocoGossip, ChocoSGD, ChocoState
+from jaxdist.algorithms.decentralized.consensus_control import ConsensusControl
+from jaxdist.algorithms.decentralized.d2 import D2, D2State
+from jaxdist.algorithms.decentralized.dsgd import DSGD, GossipOnce
+from jaxdist.algorithms.decentralized.gradient_tracking import GradientTracking, TrackingState
+from jaxdist.algorithms.decentralized.quasi_global import QGDSGDm
+from jaxdist.communication.compression import Compressor
+from jaxdist.communication.topology import Topology
+
+__all__ = ["D2", "D2State", "DSGD", "ChocoGossip", "ChocoSGD", "ChocoState", "ConsensusControl",
+           "Decentralized", "DecentralizedState", "GossipOnce", "GradientTracking", "QGDSGDm",
+           "TrackingState", "choco_sgd", "d2", "d2_plus", "dsgd", "gradient_tracking",
+           "qg_dsgdm"]
+
+
+def dsgd(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *, learning_rate=None,
+         topology: Topology, exchange: str = "auto", measure_consensus: bool = True,
+         consensus_control: ConsensusControl | None = None, seed: int = 0) -> DSGD:
+  """D-SGD (§4.4): a local optimizer step, then one gossip round over `topology`; DSGDm and
+  DSGDm-N with a momentum optimizer.
+
+  Args:
+    loss_fn: `loss_fn(params, model_state, batch, rng) -> (loss, (model_state, metrics))`.
+    optimizer: an optax optimizer, or a function of the learning rate (default `optax.sgd`).
+    learning_rate: a float or a schedule, when `optimizer` is a function of it.
+    topology: the graph on the run's workers, e.g. `jaxdist.topology.ring(16)`.
+    exchange: how neighbours' values arrive: `auto`, `shift` (a ppermute per neighbour offset),
+      `dense` (all-gather), `mean` (all-reduce, complete graph only).
+    measure_consensus: log the consensus distance every step (an all-reduce of the model).
+    consensus_control: extra gossip rounds or exact phases (§5.5); None for one round a step.
+    seed: the seed of a random matching's draws.
+  """
+  return DSGD(loss_fn, optimizer, learning_rate, topology=topology, exchange=exchange,
+              measure_consensus=measure_consensus, communication=consensus_control, seed=seed)
+
+
+def qg_dsgdm(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *, learning_rate=None,
+             topology: Topology, qg_mu: float = 0.9, qg_period: int = 1,
+             adam_betas: tuple[float, float] = (0.9, 0.999), exchange: str = "auto",
+             measure_consensus: bool = True,
+             consensus_control: ConsensusControl | None = None, seed: int = 0) -> QGDSGDm:
+  """QG-DSGDm (Alg. 6): D-SGD whose momentum buffer is rebuilt from the model difference after
+  gossip. The optimizer must have a momentum buffer (SGD with momentum > 0, or Adam for
+  QG-DAdam, whose `adam_betas` rebuild both moments).
+
+  Args:
+    qg_mu: mu of the quasi-global buffer.
+    qg_period: tau, steps between buffer updates (Alg. 20).
+    (the others as for `dsgd`)
+  """
+  return QGDSGDm(loss_fn, optimizer, learning_rate, topology=topology, exchange=exchange,
+                 measure_consensus=measure_consensus, communication=consensus_control,
+                 seed=seed, qg_mu=qg_mu, qg_period=qg_period, adam_betas=adam_betas)
+
+
+def d2(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *, learning_rate=None,
+       topology: Topology, exchange: str = "auto", measure_consensus: bool = True) -> D2:
+  """D^2 (App. 18.2): gossip of x_t + u_t + (x_t - x_{t-1} - r_t u_{t-1}), r_t = lr_t/lr_{t-1}."""
+  return D2(loss_fn, optimizer, learning_rate, topology=topology, exchange=exchange,
+            measure_consensus=measure_consensus, rescale_all=False)
+
+
+def d2_plus(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *, learning_rate=None,
+            topology: Topology, exchange: str = "auto", measure_consensus: bool = True) -> D2:
+  """D^2_+ (L2752): D^2 with its whole correction rescaled by lr_t / lr_{t-1}."""
+  return D2(loss_fn, optimizer, learning_rate, topology=topology, exchange=exchange,
+            measure_consensus=measure_consensus, rescale_all=True)
+
+
+def gradient_tracking(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *, learning_rate=None,
+                      topology: Topology, exchange: str = "auto",
+                      measure_consensus: bool = True) -> GradientTracking:
+  """Gradient tracking: y_t = W y_{t-1} + g_t - g_{t-1} replaces the gradient; two gossip rounds
+  a step."""
+  return GradientTracking(loss_fn, optimizer, learning_rate, topology=topology,
+                          exchange=exchange, measure_consensus=measure_consensus)
+
+
+def choco_sgd(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *, learning_rate=None,
+              topology: Topology, compressor: Compressor, consensus_step: float,
+              exchange: str = "auto", measure_consensus: bool = True) -> ChocoSGD:
+  """CHOCO-SGD (Alg. 2/3): the local step, then one CHOCO-Gossip round with compressed
+  differences to the public copies.
+
+  Args:
+    compressor: a contractive compressor, e.g. `jaxdist.compression.TopK(0.01)`.
+    consensus_step: gamma; tune it per compressor (Table 13.1: 0.45 for sign, 0.0375 top-1%).
+    (the others as for `dsgd`; the topology must be static)
+  """
+  return ChocoSGD(loss_fn, optimizer, learning_rate, topology=topology, exchange=exchange,
+                  measure_consensus=measure_consensus, compressor=compressor,
+                  consensus_step=consensus_step)

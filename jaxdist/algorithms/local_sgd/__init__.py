@@ -1,0 +1,101 @@
+"""The local SGD family ([Lin22] ch. 2, App. 11): constructors from plain arguments.
+
+Each returns a `LocalSGD` built from its pieces (schedules, averaging rules, sign steps); build
+`LocalSGD` directly for other combinations.
+"""
+
+from __future__ import annotations
+
+import optax
+
+from jaxdist.algorithms.base import LossFn, Optimizer
+from jaxdist.algorithms.extrapolation import Extrapolation
+from jaxdist.algorithms.local_sgd.averaging import Averaging, GlobalMomentum, ModelAverage
+from jaxdist.algorithms.local_sgd.algorithm import LocalSGD, LocalSGDState
+from jaxdist.algorithms.local_sgd.schedules import Hierarchical, Periodic, PostLocal
+from jaxdist.algorithms.local_sgd.sign import SignAveraging, sign_steps
+from jaxdist.algorithms.base import resolve_optimizer
+from jaxdist.errors import check_at_least
+
+__all__ = ["Averaging", "GlobalMomentum", "Hierarchical", "LocalSGD", "LocalSGDState",
+           "ModelAverage", "Periodic", "PostLocal", "SignAveraging", "hierarchical_local_sgd",
+           "local_sgd", "post_local_sgd", "sign_sgd", "sign_steps"]
+
+
+def _averaging(global_momentum: float) -> Averaging:
+  check_at_least("global_momentum", global_momentum, 0)
+  return GlobalMomentum(global_momentum) if global_momentum else ModelAverage()
+
+
+def local_sgd(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *, learning_rate=None,
+              local_steps: int = 4, global_momentum: float = 0.0,
+              extrapolation: Extrapolation | None = None) -> LocalSGD:
+  """Local SGD (eq. 2.2, Alg. 7): `local_steps` = H optimizer steps on every worker, then the
+  models are averaged.
+
+  Args:
+    loss_fn: `loss_fn(params, model_state, batch, rng) -> (loss, (model_state, metrics))`.
+    optimizer: an optax optimizer, or a function of the learning rate (default `optax.sgd`).
+    learning_rate: a float or a schedule, when `optimizer` is a function of it.
+    local_steps: H, local steps between two averagings; 1 is mini-batch SGD's numbers for SGD.
+    global_momentum: block momentum on the averaged model differences (App. 11.2.4); 0 for
+      plain averaging.
+    extrapolation: where the gradients are taken (`jaxdist.extrapolation.PastGradient()`, ...).
+
+  Returns:
+    The algorithm, to run with `jaxdist.train` or `jaxdist.Runner`.
+  """
+  return LocalSGD(loss_fn, optimizer, learning_rate, schedule=Periodic(local_steps),
+                  averaging=_averaging(global_momentum), extrapolation=extrapolation)
+
+
+def post_local_sgd(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *, learning_rate=None,
+                   switch_step: int, local_steps: int = 16, global_momentum: float = 0.0,
+                   extrapolation: Extrapolation | None = None) -> LocalSGD:
+  """Post-local SGD (Alg. 8): mini-batch SGD for `switch_step` steps (the thesis switches at the
+  first learning-rate decay), local SGD with H = `local_steps` afterwards.
+
+  Args:
+    switch_step: steps of mini-batch SGD before the local steps start.
+    (the others as for `local_sgd`)
+  """
+  check_at_least("switch_step", switch_step, 0, integer=True)
+  return LocalSGD(loss_fn, optimizer, learning_rate,
+                  schedule=Periodic(local_steps, start=int(switch_step)),
+                  averaging=_averaging(global_momentum), minibatch_steps=switch_step,
+                  extrapolation=extrapolation)
+
+
+def hierarchical_local_sgd(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *,
+                           learning_rate=None, local_steps: int = 1, block_steps: int = 1,
+                           extrapolation: Extrapolation | None = None) -> LocalSGD:
+  """Hierarchical local SGD (eq. 11.1): on a (nodes, workers per node) grid, average within the
+  node every `local_steps` = H steps and over all workers every H * `block_steps` steps.
+
+  Run it with `grid=(nodes, workers_per_node)` in the runner.
+  """
+  return LocalSGD(loss_fn, optimizer, learning_rate,
+                  schedule=Hierarchical(local_steps, block_steps), extrapolation=extrapolation)
+
+
+def sign_sgd(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *, learning_rate=None,
+             local_steps: int = 1, error_feedback: bool = False, switch_step: int = 0,
+             extrapolation: Extrapolation | None = None) -> LocalSGD:
+  """(Post-)local signSGD (Alg. 9) or EF-signSGD (Alg. 10, `error_feedback=True`): local steps
+  by lr * sign(direction), averaging by sign(delta) * ||delta||_1 / d per tensor.
+
+  Args:
+    local_steps: H after the switch.
+    error_feedback: keep the compression error and add it to the next delta.
+    switch_step: steps with H = 1 first (post-local); 0 for none.
+    (the others as for `local_sgd`; the learning rate is required, the steps use it)
+  """
+  resolve_optimizer(optimizer, learning_rate, "sign compression")  # the steps need the rate
+  check_at_least("switch_step", switch_step, 0, integer=True)
+  plan = PostLocal(int(switch_step), local_steps) if switch_step else Periodic(local_steps)
+
+  def signed(schedule):
+    return optax.chain(optimizer(schedule), sign_steps(schedule))
+
+  return LocalSGD(loss_fn, signed, learning_rate, schedule=plan,
+                  averaging=SignAveraging(error_feedback), extrapolation=extrapolation)

@@ -1,0 +1,85 @@
+"""Mini-batch SGD ([Lin22] eq. 2.1), and EXTRAP-SGD when its gradients are extrapolated (Alg. 1).
+
+x <- x - lr * opt(mean_k g_k): one all-reduce of the gradients per step. All workers hold the same
+model and optimizer state, which are therefore shared (one copy); BatchNorm statistics stay on
+their worker.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxdist.algorithms import base
+from jaxdist.algorithms.extrapolation import Extrapolation, check_extrapolation
+from jaxdist.core import collectives
+from jaxdist.core.state import per_worker, shared, state_class
+
+
+@state_class
+class MinibatchState:
+  step: jax.Array = shared()
+  params: Any = shared()
+  opt_state: Any = shared()
+  model_state: Any = per_worker()
+  extrapolation: Any = None
+
+
+class MinibatchSGD:
+  """Mini-batch SGD: the workers' gradients averaged every step.
+
+  Args:
+    loss_fn: `loss_fn(params, model_state, batch, rng) -> (loss, (model_state, metrics))`.
+    optimizer: an optax optimizer, or a function of the learning rate (default `optax.sgd`).
+    learning_rate: a float or a schedule, when `optimizer` is a function of it.
+    extrapolation: where the gradients are taken (`PastGradient()` makes EXTRAP-SGD); None: at x.
+  """
+
+  def __init__(self, loss_fn: base.LossFn, optimizer: base.Optimizer,
+               learning_rate=None, *, extrapolation: Extrapolation | None = None):
+    base.check_loss(loss_fn)
+    check_extrapolation(extrapolation)
+    self.loss_fn, self.extrapolation = loss_fn, extrapolation
+    self.tx, self.learning_rate = base.resolve_optimizer(
+        optimizer, learning_rate, "extrapolation" if extrapolation else None)
+
+  def init(self, params, model_state, rng) -> MinibatchState:
+    extrapolation = self.extrapolation.init(params, rng) if self.extrapolation else None
+    return MinibatchState(jnp.zeros((), jnp.int32), params, self.tx.init(params), model_state,
+                          extrapolation)
+
+  def step(self, state: MinibatchState, batch, rng):
+    point = state.params
+    if self.extrapolation:
+      extrap_rng, rng = jax.random.split(rng)
+      point = self.extrapolation.point(state.extrapolation, state.params, state.opt_state,
+                                       state.step, self.learning_rate(state.step), extrap_rng)
+    grads, model_state, metrics = base.gradients(self.loss_fn, point, state.model_state, batch,
+                                                 rng)
+    mean_grads = collectives.mean(grads)
+    _, opt_state, params = base.local_update(self.tx, mean_grads, state.opt_state, state.params)
+    extrapolation = (self.extrapolation.record(state.extrapolation, grads, mean_grads)
+                     if self.extrapolation else None)
+    new = MinibatchState(state.step + 1, params, opt_state, model_state, extrapolation)
+    return new, {**metrics, "comm/bits_sent": jnp.float32(base.bits_per_model(state.params)),
+                 "comm/rounds": jnp.float32(1)}
+
+  def deployed(self, state: MinibatchState):
+    return state.params, state.model_state
+
+
+def minibatch_sgd(loss_fn: base.LossFn, optimizer: base.Optimizer = optax.sgd, *,
+                  learning_rate=None, extrapolation: Extrapolation | None = None) -> MinibatchSGD:
+  """Mini-batch SGD (eq. 2.1): the gradients averaged over all workers every step; EXTRAP-SGD
+  (Alg. 1) with `extrapolation=jaxdist.extrapolation.PastGradient()`.
+
+  Args:
+    loss_fn: `loss_fn(params, model_state, batch, rng) -> (loss, (model_state, metrics))`.
+    optimizer: an optax optimizer, or a function of the learning rate (default `optax.sgd`).
+    learning_rate: a float or a schedule, when `optimizer` is a function of it.
+    extrapolation: where the gradients are taken; None: at the model.
+  """
+  return MinibatchSGD(loss_fn, optimizer, learning_rate, extrapolation=extrapolation)

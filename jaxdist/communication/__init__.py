@@ -1,0 +1,1 @@
+"""How workers reach each other without an all-reduce: topologies, gossip, compression."""

@@ -1,0 +1,196 @@
+"""Compression operators for compressed gossip ([Lin22] Def. 4.4.1 and App. 13.3).
+
+A compressor C maps one tensor x with d entries to a cheaper message. It is a delta-compressor
+when E||C(x) - x||^2 <= (1 - delta) ||x||^2 for a constant delta in (0, 1] (Def. 4.4.1):
+
+* `Identity()`: x; delta = 1; 32 d bits.
+* `TopK(fraction)`: the k = max(1, floor(a d)) largest-magnitude entries; delta = k/d; 64 k bits
+  (values and indices).
+* `RandomK(fraction, unbiased=False)`: k entries at positions drawn from a seed shared with the
+  receiver, so only the values travel; delta = k/d; 32 k bits. The unbiased form scales them by
+  d/k and is no delta-compressor.
+* `Sign()` ("Sign+Norm"): (||x||_1 / d) sgn(x); its delta ||x||_1^2 / (d ||x||_2^2) depends on x;
+  d + 32 bits.
+* `QSGD(bits, unbiased=False)` with s = 2^(b-1) levels: ||x||_2 sgn(x) floor(s |x| / ||x||_2 + u)
+  / s with u ~ U[0, 1]^d, unbiased; the biased form used by CHOCO divides it by
+  tau = 1 + min(d/s^2, sqrt(d)/s) and has delta = 1/tau; b d + 32 bits.
+
+Operators see one tensor, flattened; `Compressor.tree` applies one per leaf (per layer). Every
+operator is jit- and vmap-able: k is static, computed from the shape.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from fractions import Fraction
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from jaxdist.errors import ArgumentError
+
+PyTree = Any
+FLOAT_BITS = 32  # one value or one index on the wire
+BITS_RANGE = (2, 16)
+
+
+class Compressor:
+  """C(x) on one tensor, its message size and its delta; `tree` applies it per leaf."""
+
+  unbiased: bool = False
+
+  @property
+  def is_contraction(self) -> bool:
+    """Whether CHOCO can use it: a constant delta, or sign with its data-dependent one."""
+    return not self.unbiased
+
+  def __call__(self, x: jax.Array, rng: jax.Array) -> jax.Array:
+    """C(x), of x's shape and dtype; deterministic operators ignore `rng`."""
+    flat = x.reshape(x.size).astype(jnp.promote_types(x.dtype, jnp.float32))
+    return self.compress(flat, rng).astype(x.dtype).reshape(x.shape)
+
+  def compress(self, flat: jax.Array, rng: jax.Array) -> jax.Array:
+    raise NotImplementedError
+
+  def message_bits(self, size: int) -> int:
+    """Bits sent for one tensor of `size` entries, values as fp32."""
+    raise NotImplementedError
+
+  def delta(self, size: int) -> float | None:
+    """The constant delta of Def. 4.4.1 for a tensor of `size` entries; None where it depends on
+    x (sign) or does not exist (the unbiased forms)."""
+    raise NotImplementedError
+
+  def tree(self, tree: PyTree, rng: jax.Array) -> PyTree:
+    """C applied to every leaf, with a key folded from `rng` and the leaf's index."""
+    leaves, treedef = jax.tree.flatten(tree)
+    compressed = [self(leaf, jax.random.fold_in(rng, i)) for i, leaf in enumerate(leaves)]
+    return jax.tree.unflatten(treedef, compressed)
+
+  def tree_bits(self, tree: PyTree) -> int:
+    """Bits sent for a tree of arrays or ShapeDtypeStructs, one message per leaf."""
+    return sum(self.message_bits(leaf.size) for leaf in jax.tree.leaves(tree))
+
+
+@dataclasses.dataclass(frozen=True)
+class Identity(Compressor):
+  """No compression: exact gossip."""
+
+  def __call__(self, x, rng):
+    return x
+
+  def message_bits(self, size):
+    return FLOAT_BITS * size
+
+  def delta(self, size):
+    return 1.0
+
+
+def _check_fraction(fraction: Any) -> None:
+  if isinstance(fraction, bool) or not (isinstance(fraction, (int, float)) and
+                                        0 < fraction <= 1):
+    raise ArgumentError("fraction", f"{fraction!r} is not a fraction", "a number in (0, 1]")
+
+
+def _num_kept(fraction: float, size: int) -> int:
+  """k = max(1, floor(a d)), with a taken as written (0.29 of 100 is 29, not 28.999...)."""
+  return min(size, max(1, math.floor(Fraction(str(float(fraction))) * size)))
+
+
+@dataclasses.dataclass(frozen=True)
+class TopK(Compressor):
+  """The max(1, floor(fraction * d)) largest-magnitude entries; values and indices travel."""
+
+  fraction: float = 0.01
+
+  def __post_init__(self):
+    _check_fraction(self.fraction)
+
+  def compress(self, flat, rng):
+    _, kept = lax.top_k(jnp.abs(flat), _num_kept(self.fraction, flat.size))
+    return jnp.zeros_like(flat).at[kept].set(flat[kept])
+
+  def message_bits(self, size):
+    return 2 * FLOAT_BITS * _num_kept(self.fraction, size)
+
+  def delta(self, size):
+    return _num_kept(self.fraction, size) / size
+
+
+@dataclasses.dataclass(frozen=True)
+class RandomK(Compressor):
+  """k random entries at positions from a seed shared with the receiver; only values travel.
+  `unbiased` scales them by d/k (then it is no delta-compressor)."""
+
+  fraction: float = 0.01
+  unbiased: bool = False
+
+  def __post_init__(self):
+    _check_fraction(self.fraction)
+
+  def compress(self, flat, rng):
+    k = _num_kept(self.fraction, flat.size)
+    kept = jax.random.choice(rng, flat.size, (k,), replace=False)
+    scale = flat.size / k if self.unbiased else 1.0
+    return jnp.zeros_like(flat).at[kept].set(scale * flat[kept])
+
+  def message_bits(self, size):
+    return FLOAT_BITS * _num_kept(self.fraction, size)
+
+  def delta(self, size):
+    return None if self.unbiased else _num_kept(self.fraction, size) / size
+
+
+@dataclasses.dataclass(frozen=True)
+class Sign(Compressor):
+  """(||x||_1 / d) sgn(x): one bit per entry and one fp32 scale."""
+
+  def compress(self, flat, rng):
+    return jnp.mean(jnp.abs(flat)) * jnp.sign(flat)
+
+  def message_bits(self, size):
+    return size + FLOAT_BITS
+
+  def delta(self, size):
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class QSGD(Compressor):
+  """Stochastic rounding of |x| / ||x||_2 to 2^(bits-1) levels ([Lin22] App. 13.3); biased
+  (scaled down by tau, as CHOCO needs it) unless `unbiased`."""
+
+  bits: int = 4
+  unbiased: bool = False
+
+  def __post_init__(self):
+    low, high = BITS_RANGE
+    if isinstance(self.bits, bool) or not (isinstance(self.bits, int) and
+                                           low <= self.bits <= high):
+      raise ArgumentError("bits", f"{self.bits!r} bits per entry", f"an integer in {low}..{high}")
+
+  @property
+  def levels(self) -> int:
+    return 2**(self.bits - 1)
+
+  def tau(self, size: int) -> float:
+    """tau = 1 + min(d/s^2, sqrt(d)/s), which bounds E||Q(x)||^2 / ||x||^2."""
+    return 1 + min(size / self.levels**2, math.sqrt(size) / self.levels)
+
+  def compress(self, flat, rng):
+    norm = jnp.linalg.norm(flat)
+    safe_norm = jnp.where(norm > 0, norm, 1.0)  # the zero vector maps to 0
+    u = jax.random.uniform(rng, flat.shape, flat.dtype)
+    # float rounding can put |x| / ||x|| a little above 1; the message holds levels 0..s
+    level = jnp.minimum(jnp.floor(self.levels * jnp.abs(flat) / safe_norm + u), self.levels)
+    out = norm * jnp.where(flat >= 0, 1.0, -1.0) * level / self.levels
+    return out if self.unbiased else out / self.tau(flat.size)
+
+  def message_bits(self, size):
+    return self.bits * size + FLOAT_BITS
+
+  def delta(self, size):
+    return None if self.unbiased else 1 / self.tau(size)

@@ -1,0 +1,1 @@
+"""The worker axis and how workers talk: grids, collectives, layouts, declared state."""

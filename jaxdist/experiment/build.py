@@ -1,0 +1,473 @@
+"""From a config to the library's pieces, and the one check of a config before a run.
+
+The library checks its own arguments and names them (`ArgumentError`); here every config field
+is handed to the argument it sets, and an argument's error comes back naming the field
+(`ConfigError`). `validate(config)` checks what only a config has (names of algorithms, datasets,
+models; multiples of `train.log_every`) and builds every piece that needs no data, so a bad
+value ends before a workdir is touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import jax
+import ml_collections
+import optax
+
+import jaxdist
+from jaxdist.algorithms import extrapolation as extrapolation_lib
+from jaxdist.algorithms.decentralized import ConsensusControl
+from jaxdist.communication import compression, topology
+from jaxdist.communication.gossip import EXCHANGES
+from jaxdist.core.layouts import Sharded, Simulated
+from jaxdist.data import datasets, partition
+from jaxdist.data.sources import from_arrays
+from jaxdist.errors import ArgumentError, ConfigError
+from jaxdist.experiment import config as config_lib
+from jaxdist.models import MODELS, Model, build as build_model, pretrained
+from jaxdist.objectives import masking, tasks
+from jaxdist.optim import optimizers, schedules
+from jaxdist.training.runner import Runner
+
+LOCAL = ("minibatch_sgd", "local_sgd", "post_local_sgd", "hierarchical_local_sgd")
+DECENTRALIZED = ("dsgd", "qg_dsgdm", "d2", "d2_plus", "gradient_tracking", "choco_sgd")
+ALGORITHMS = LOCAL + DECENTRALIZED
+COMPRESSIONS = ("none", "sign", "ef_sign")
+EXTRAPOLATIONS = ("none", "extrap", "gradient_noise", "gaussian", "uniform", "smoothout",
+                  "extrap_adam")
+COMPRESSORS = ("identity", "top_k", "random_k", "sign", "qsgd")
+OPTIMIZERS = ("sgd", "adam", "lars", "lamb")
+MASKINGS = ("none", *masking.PRUNING, "learned")
+BACKENDS = ("simulated", "shard_map")
+EVAL_MODELS = ("average", "workers")
+
+# Library arguments -> the config fields that set them, per section.
+ALGO_FIELDS = {
+    "local_steps": "algo.local_steps", "block_steps": "algo.block_steps",
+    "global_momentum": "algo.global_momentum", "switch_step": "algo.switch_samples",
+    "scale": "algo.extrapolation_scale", "extrapolation": "algo.extrapolation",
+    "qg_mu": "algo.qg_mu", "qg_period": "algo.qg_period",
+    "consensus_step": "algo.consensus_step", "consensus_target": "algo.consensus_target",
+    "max_gossip_rounds": "algo.max_gossip_rounds", "control_phases": "algo.control_phases",
+    "exact_phases": "algo.exact_phases", "compressor": "algo.compressor",
+    "fraction": "algo.compress_fraction", "bits": "algo.compress_bits",
+    "topology": "topology.name", "exchange": "topology.exchange", "n": "workers.num_workers",
+    "optimizer": "optim.momentum", "learning_rate": "optim.base_lr",
+}
+OPTIM_FIELDS = {name: f"optim.{name}" for name in (
+    "momentum", "weight_decay", "b1", "b2", "eps", "trust_coefficient", "trust_denominator",
+    "trust_clip", "grad_clip_value", "lars_momentum", "grad_clip_norm", "base_lr", "base_batch",
+    "lr_scaling", "warmup_epochs", "warmup_scaling", "warmup_start_lr", "schedule", "decay_at",
+    "decay_factor", "decay_power")}
+DATA_FIELDS = {"dataset": "data.name", "relabel": "data.relabel", "augment": "data.augment",
+               "partition": "data.partition", "dirichlet_alpha": "data.dirichlet_alpha",
+               "dirichlet_scheme": "data.dirichlet_scheme", "batch_size": "data.batch_size",
+               "num_workers": "workers.num_workers"}
+MODEL_FIELDS = {"model": "model.name", "hidden": "model.hidden", "features": "model.features",
+                "dense": "model.dense", "width": "model.width", "pretrained": "model.pretrained"}
+MASKING_FIELDS = {"method": "masking.name", "sparsity": "masking.sparsity",
+                  "recompute_every": "masking.recompute_every",
+                  "initial_sparsity": "masking.initial_sparsity",
+                  "skip_layers": "masking.skip_layers", "ramp_steps": "masking.ramp_end"}
+RUN_FIELDS = {"num_workers": "workers.num_workers", "num_devices": "workers.num_devices",
+              "layout": "workers.backend", "steps_per_chunk": "train.log_every",
+              "num_steps": "train.num_steps", "keep": "checkpoint.keep",
+              "checkpoint_every": "checkpoint.every_steps", "eval_every": "eval.every_steps",
+              "eval_batch_size": "eval.batch_size"}
+
+
+@contextlib.contextmanager
+def fields(mapping: dict[str, str]) -> Iterator[None]:
+  """Re-raises an `ArgumentError` of a mapped argument as a `ConfigError` of its field."""
+  try:
+    yield
+  except ArgumentError as e:
+    if e.argument not in mapping:
+      raise
+    raise ConfigError(mapping[e.argument], e.problem, e.allowed) from None
+
+
+def _get(config, field: str):
+  for part in field.split("."):
+    config = config[part]
+  return config
+
+
+def _choice(config, field: str, allowed) -> None:
+  value = _get(config, field)
+  if value not in allowed:
+    raise ConfigError(field, f"unknown value {value!r}", allowed)
+
+
+def _at_least(config, field: str, low) -> None:
+  value = _get(config, field)
+  if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= low:
+    raise ConfigError(field, f"must be >= {low}, got {value}", f">= {low}")
+
+
+# -- validation --------------------------------------------------------------------------------
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError naming the first field whose value cannot be used."""
+  for field, allowed in (("algo.name", ALGORITHMS), ("algo.compression", COMPRESSIONS),
+                         ("algo.extrapolation", EXTRAPOLATIONS),
+                         ("algo.compressor", COMPRESSORS), ("topology.name", topology.TOPOLOGIES),
+                         ("topology.exchange", EXCHANGES), ("workers.backend", BACKENDS),
+                         ("data.name", datasets.DATASETS), ("data.partition", partition.PARTITIONS),
+                         ("data.dirichlet_scheme", partition.DIRICHLET_SCHEMES),
+                         ("data.augment", datasets.AUGMENTATIONS),
+                         ("data.relabel", datasets.RELABELS), ("model.name", MODELS),
+                         ("masking.name", MASKINGS), ("optim.optimizer", OPTIMIZERS),
+                         ("eval.model", EVAL_MODELS)):
+    _choice(config, field, allowed)
+  for field in ("workers.num_workers", "data.batch_size", "train.log_every", "eval.batch_size",
+                "checkpoint.keep"):
+    _at_least(config, field, 1)
+  for field in ("workers.per_node", "workers.num_devices", "algo.switch_samples"):
+    _at_least(config, field, 0)
+  _check_workers(config)
+  _check_algorithm_fields(config)
+  if config.train.num_steps < 0 or config.train.num_epochs < 0 or not (
+      config.train.num_steps > 0 or config.train.num_epochs > 0):
+    raise ConfigError("train.num_steps", "one of train.num_steps and train.num_epochs must be "
+                      f"> 0, got {config.train.num_steps} and {config.train.num_epochs}",
+                      "num_steps > 0, or num_steps = 0 and num_epochs > 0")
+  for field in ("eval.every_steps", "checkpoint.every_steps"):
+    every = _get(config, field)
+    if every < 0 or every % config.train.log_every:
+      raise ConfigError(field, f"{every} is not a multiple of train.log_every "
+                        f"({config.train.log_every})",
+                        f"0 or multiples of {config.train.log_every}")
+  if not config.data.dirichlet_alpha > 0:
+    raise ConfigError("data.dirichlet_alpha", f"must be > 0, got {config.data.dirichlet_alpha}",
+                      "> 0")
+  if config.masking.ramp_end > 1:
+    raise ConfigError("masking.ramp_end", f"{config.masking.ramp_end} is past the end of the run",
+                      "a fraction in [0, 1], or < 0 for the second learning-rate decay")
+  # Every piece that needs no data, built once with stand-ins for the run's sizes.
+  optimizer(config.optim)(optax.constant_schedule(0.1))
+  learning_rate(config.optim, global_batch=1, train_size=1, total_steps=10**9)
+  algorithm(config, _stand_in_loss, optax.constant_schedule(0.1),
+            phase_steps=_stand_in_phases(config), switch_step=0)
+  with fields(MODEL_FIELDS):
+    build_model(config.model.name, (2,), 2, hidden=tuple(config.model.hidden),
+                features=tuple(config.model.features), dense=config.model.dense,
+                width=config.model.width)
+  if config.masking.name != "none":
+    _masking(config, num_classes=2, ramp_steps=1)
+
+
+def _check_workers(config) -> None:
+  per_node = config.workers.per_node
+  if per_node and config.workers.num_workers % per_node:
+    raise ConfigError("workers.per_node", f"{per_node} does not divide workers.num_workers="
+                      f"{config.workers.num_workers}",
+                      f"divisors of {config.workers.num_workers}, or 0 for no nodes")
+  hierarchical = config.algo.name == "hierarchical_local_sgd"
+  if hierarchical != (per_node > 0):
+    raise ConfigError("workers.per_node", "hierarchical_local_sgd runs on nodes of workers and "
+                      "the other algorithms on a flat set of workers",
+                      "> 0 with hierarchical_local_sgd, 0 otherwise")
+
+
+def _check_algorithm_fields(config) -> None:
+  """Combinations of fields the config offers no algorithm for."""
+  algo = config.algo
+  if algo.block_steps != 1 and algo.name != "hierarchical_local_sgd":
+    raise ConfigError("algo.block_steps", f"{algo.block_steps} block steps need "
+                      "hierarchical_local_sgd", "1")
+  if algo.switch_samples > 0 and algo.switch_epochs >= 0:
+    raise ConfigError("algo.switch_samples", "set either algo.switch_samples or "
+                      "algo.switch_epochs, not both", "switch_samples = 0 or switch_epochs < 0")
+  if algo.compression != "none":
+    if algo.name not in ("local_sgd", "post_local_sgd"):
+      raise ConfigError("algo.compression", f"sign compression is offered for local_sgd and "
+                        f"post_local_sgd, not {algo.name}", ("none",))
+    if algo.global_momentum:
+      raise ConfigError("algo.global_momentum", "global momentum does not combine with sign "
+                        "compression", "0.0 with algo.compression != 'none'")
+  if algo.global_momentum and algo.name not in ("local_sgd", "post_local_sgd"):
+    raise ConfigError("algo.global_momentum", f"global momentum is offered for local_sgd and "
+                      f"post_local_sgd, not {algo.name}", "0.0")
+  if algo.name in DECENTRALIZED and algo.extrapolation != "none":
+    raise ConfigError("algo.extrapolation", f"{algo.name} takes gradients at its own model",
+                      ("none",))
+  if algo.compress_unbiased and algo.compressor not in ("random_k", "qsgd"):
+    raise ConfigError("algo.compress_unbiased", f"{algo.compressor} has no unbiased form",
+                      "False unless algo.compressor is 'random_k' or 'qsgd'")
+  if algo.compress_unbiased and algo.name == "choco_sgd":
+    raise ConfigError("algo.compress_unbiased", "CHOCO needs a contractive (biased, scaled "
+                      "down) compressor", "False")
+
+
+def _stand_in_loss(params, model_state, batch, rng):
+  raise NotImplementedError  # never called: validation only builds
+
+
+def _stand_in_phases(config) -> tuple[int, ...]:
+  if config.optim.schedule != "step":
+    return ()
+  return tuple(range(1, len(config.optim.decay_at) + 1))
+
+
+# -- pieces ------------------------------------------------------------------------------------
+
+
+def optimizer(optim: ml_collections.ConfigDict, norm_axes=()) -> Any:
+  """The per-worker optimizer of `optim`, as a function of the learning rate."""
+  _choice_section(optim, "optimizer", OPTIMIZERS, "optim")
+  common = dict(weight_decay=optim.weight_decay, decay_norm_and_bias=optim.decay_norm_and_bias,
+                grad_clip_norm=optim.grad_clip_norm)
+  if optim.optimizer == "sgd":
+    make = functools.partial(optimizers.sgd, momentum=optim.momentum, nesterov=optim.nesterov,
+                             **common)
+  elif optim.optimizer == "adam":
+    make = functools.partial(optimizers.adam, b1=optim.b1, b2=optim.b2, eps=optim.eps, **common)
+  elif optim.optimizer == "lars":
+    make = functools.partial(
+        optimizers.lars, momentum=optim.momentum, nesterov=optim.nesterov,
+        trust_coefficient=optim.trust_coefficient, eps=optim.eps,
+        trust_denominator=optim.trust_denominator, trust_clip=tuple(optim.trust_clip),
+        grad_clip_value=optim.grad_clip_value, lars_momentum=optim.lars_momentum,
+        adapt_norm_and_bias=optim.adapt_norm_and_bias, norm_axes=norm_axes, **common)
+  else:
+    make = functools.partial(
+        optimizers.lamb, b1=optim.b1, b2=optim.b2, eps=optim.eps,
+        eps_inside_sqrt=optim.eps_inside_sqrt, bias_correction=optim.bias_correction,
+        trust_clip=tuple(optim.trust_clip), adapt_norm_and_bias=optim.adapt_norm_and_bias,
+        norm_axes=norm_axes, **common)
+
+  def build(learning_rate):
+    with fields(OPTIM_FIELDS):
+      return make(learning_rate)
+
+  build(optax.constant_schedule(0.1))  # its errors now, naming the fields
+  return build
+
+
+def _choice_section(section, key, allowed, name) -> None:
+  if section[key] not in allowed:
+    raise ConfigError(f"{name}.{key}", f"unknown value {section[key]!r}", allowed)
+
+
+def _schedule_arguments(optim) -> dict[str, Any]:
+  return dict(base_lr=optim.base_lr, base_batch=optim.base_batch, lr_scaling=optim.lr_scaling,
+              warmup_epochs=optim.warmup_epochs, warmup_scaling=optim.warmup_scaling,
+              warmup_start_lr=optim.warmup_start_lr, schedule=optim.schedule,
+              decay_at=tuple(optim.decay_at), decay_factor=optim.decay_factor,
+              decay_power=optim.decay_power)
+
+
+def learning_rate(optim, *, global_batch: int, train_size: int, total_steps: int
+                  ) -> optax.Schedule:
+  with fields(OPTIM_FIELDS):
+    return schedules.learning_rate(global_batch=global_batch, train_size=train_size,
+                                   total_steps=total_steps, **_schedule_arguments(optim))
+
+
+def phase_steps(config, *, global_batch: int, total_steps: int) -> tuple[int, ...]:
+  """First steps of the learning-rate phases after the first (decays of a step schedule)."""
+  if config.optim.schedule != "step":
+    return ()
+  return schedules.decay_steps(config.optim.decay_at, global_batch=global_batch,
+                               total_steps=total_steps)
+
+
+def switch_step(config, *, global_batch: int, train_size: int, total_steps: int) -> int:
+  """Post-local SGD's switch: algo.switch_samples, algo.switch_epochs, or the first decay."""
+  algo = config.algo
+  if algo.switch_samples > 0:
+    samples = algo.switch_samples
+  elif algo.switch_epochs >= 0:
+    samples = algo.switch_epochs * train_size
+  else:
+    if config.optim.schedule != "step":
+      raise ConfigError("optim.schedule", f"{config.optim.schedule!r} has no first decay to "
+                        "switch at; set algo.switch_epochs or algo.switch_samples", ("step",))
+    samples = round(config.optim.decay_at[0] * total_steps * global_batch)
+  return math.ceil(samples / global_batch)
+
+
+def extrapolation(config) -> extrapolation_lib.Extrapolation | None:
+  kind, scale, optim = config.algo.extrapolation, config.algo.extrapolation_scale, config.optim
+  with fields(ALGO_FIELDS):
+    if kind == "none":
+      return None
+    if kind == "extrap":
+      return extrapolation_lib.PastGradient(scale)
+    if kind == "gradient_noise":
+      return extrapolation_lib.GradientNoise(scale)
+    if kind == "extrap_adam":
+      return extrapolation_lib.AdamDirection(scale, b1=optim.b1, b2=optim.b2, eps=optim.eps)
+    return extrapolation_lib.FilterNoise(scale, gaussian=kind == "gaussian",
+                                         shared=kind == "smoothout")
+
+
+def compressor(algo) -> compression.Compressor:
+  name, unbiased = algo.compressor, algo.compress_unbiased
+  with fields(ALGO_FIELDS):
+    if name == "identity":
+      return compression.Identity()
+    if name == "top_k":
+      return compression.TopK(algo.compress_fraction)
+    if name == "random_k":
+      return compression.RandomK(algo.compress_fraction, unbiased=unbiased)
+    if name == "sign":
+      return compression.Sign()
+    return compression.QSGD(algo.compress_bits, unbiased=unbiased)
+
+
+def algorithm(config, loss_fn, schedule: optax.Schedule, *, phase_steps: tuple[int, ...],
+              switch_step: int) -> Any:
+  """The algorithm of `config.algo` on `loss_fn`, its optimizer on `schedule`."""
+  algo, name = config.algo, config.algo.name
+  _choice(config, "algo.name", ALGORITHMS)
+  tx = optimizer(config.optim)
+  extrap = extrapolation(config)
+  common = dict(learning_rate=schedule)
+  with fields(ALGO_FIELDS):
+    if name == "minibatch_sgd":
+      return jaxdist.minibatch_sgd(loss_fn, tx, extrapolation=extrap, **common)
+    if name in ("local_sgd", "post_local_sgd"):
+      switch = switch_step if name == "post_local_sgd" else 0
+      if algo.compression != "none":
+        return jaxdist.sign_sgd(loss_fn, tx, local_steps=algo.local_steps,
+                                   error_feedback=algo.compression == "ef_sign",
+                                   switch_step=switch, extrapolation=extrap, **common)
+      if name == "post_local_sgd":
+        return jaxdist.post_local_sgd(loss_fn, tx, switch_step=switch,
+                                         local_steps=algo.local_steps,
+                                         global_momentum=algo.global_momentum,
+                                         extrapolation=extrap, **common)
+      return jaxdist.local_sgd(loss_fn, tx, local_steps=algo.local_steps,
+                                  global_momentum=algo.global_momentum, extrapolation=extrap,
+                                  **common)
+    if name == "hierarchical_local_sgd":
+      return jaxdist.hierarchical_local_sgd(loss_fn, tx, local_steps=algo.local_steps,
+                                               block_steps=algo.block_steps,
+                                               extrapolation=extrap, **common)
+    graph = topology.make(config.topology.name, config.workers.num_workers)
+    decentralized = dict(topology=graph, exchange=config.topology.exchange,
+                         measure_consensus=algo.measure_consensus, **common)
+    if name == "choco_sgd":
+      return jaxdist.choco_sgd(loss_fn, tx, compressor=compressor(algo),
+                                  consensus_step=algo.consensus_step, **decentralized)
+    if name in ("d2", "d2_plus"):
+      return getattr(jaxdist, name)(loss_fn, tx, **decentralized)
+    if name == "gradient_tracking":
+      return jaxdist.gradient_tracking(loss_fn, tx, **decentralized)
+    control = None
+    if algo.consensus_target or algo.exact_phases:
+      control = ConsensusControl(algo.consensus_target, phase_steps=phase_steps,
+                                 control_phases=tuple(algo.control_phases),
+                                 exact_phases=tuple(algo.exact_phases),
+                                 max_rounds=algo.max_gossip_rounds)
+    elif algo.control_phases:
+      ConsensusControl(phase_steps=phase_steps, control_phases=tuple(algo.control_phases))
+    if name == "dsgd":
+      return jaxdist.dsgd(loss_fn, tx, consensus_control=control, seed=config.seed,
+                             **decentralized)
+    return jaxdist.qg_dsgdm(loss_fn, tx, qg_mu=algo.qg_mu, qg_period=algo.qg_period,
+                               adam_betas=(config.optim.b1, config.optim.b2),
+                               consensus_control=control, seed=config.seed, **decentralized)
+
+
+def _masking(config, *, num_classes: int, ramp_steps: int):
+  c = config.masking
+  with fields(MASKING_FIELDS):
+    if c.name == "learned":
+      if not config.model.pretrained:
+        raise ConfigError("model.pretrained", "learned masks need pretrained weights to mask",
+                          "a model.npz written by an earlier run (its workdir/model.npz)")
+      return masking.LearnedMask(c.initial_sparsity, c.skip_layers)
+    return masking.Pruning(c.name, c.sparsity, c.recompute_every, ramp_steps, num_classes,
+                           c.prune_classifier)
+
+
+def masking_ramp_steps(config, phases: tuple[int, ...], total_steps: int) -> int:
+  """Step at which pruning reaches its target: masking.ramp_end of the run, or by default the
+  second learning-rate decay ([Lin22] L4848)."""
+  ramp_end = config.masking.ramp_end
+  if ramp_end >= 0:
+    return round(ramp_end * total_steps)
+  if len(phases) < 2 and config.masking.name in masking.PRUNING:
+    raise ConfigError("masking.ramp_end", "the learning rate has no second decay to reach the "
+                      "target sparsity at", "a fraction of the run in [0, 1]")
+  return phases[1] if len(phases) >= 2 else total_steps
+
+
+# -- a whole experiment ------------------------------------------------------------------------
+
+
+class Experiment:
+  """Everything a config describes, built: dataset, model, task, schedule, algorithm, runner."""
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    validate(config)
+    self.config = config
+    with fields(DATA_FIELDS):
+      self.dataset = datasets.relabel(datasets.load(config.data.name, config.data.data_dir),
+                                      config.data.relabel)
+      preprocess = datasets.preprocessor(self.dataset, config.data.augment)
+      sampler = partition.Sampler(
+          self.dataset.train["label"], config.workers.num_workers, config.data.batch_size,
+          config.data.partition, seed=config.seed, dirichlet_alpha=config.data.dirichlet_alpha,
+          dirichlet_scheme=config.data.dirichlet_scheme)
+    self.train_size = len(self.dataset.train["label"])
+    self.global_batch = config.workers.num_workers * config.data.batch_size
+    self.total_steps = config_lib.total_steps(config, self.train_size)
+    sizes = dict(global_batch=self.global_batch, total_steps=self.total_steps)
+    self.learning_rate = learning_rate(config.optim, train_size=self.train_size, **sizes)
+    phases = phase_steps(config, **sizes)
+    with fields(MODEL_FIELDS):
+      model = build_model(config.model.name, self.dataset.input_shape, self.dataset.num_classes,
+                          hidden=tuple(config.model.hidden),
+                          features=tuple(config.model.features), dense=config.model.dense,
+                          width=config.model.width)
+      if config.model.pretrained:
+        model = pretrained(model, config.model.pretrained)
+    task = tasks.classification(model, preprocess)
+    self.deployed_weights = lambda params, model_state: (params, model_state)
+    if config.masking.name != "none":
+      mask = _masking(config, num_classes=self.dataset.num_classes,
+                      ramp_steps=masking_ramp_steps(config, phases, self.total_steps))
+      with fields(MASKING_FIELDS):
+        model, task, self.deployed_weights = mask.wrap(model, task)
+    self.model, self.task = model, task
+    switch = (switch_step(config, train_size=self.train_size, **sizes)
+              if config.algo.name == "post_local_sgd" else 0)
+    self.algorithm = algorithm(config, task.loss, self.learning_rate, phase_steps=phases,
+                               switch_step=switch)
+    shape, _ = config_lib.worker_grid(config)
+    with fields(RUN_FIELDS):
+      layout = (Simulated() if config.workers.backend == "simulated" else
+                Sharded(config.workers.num_devices))
+      self.runner = Runner(self.algorithm, from_arrays(self.dataset.train, sampler), grid=shape,
+                           layout=layout, seed=config.seed, steps_per_chunk=config.train.log_every,
+                           examples_per_step=self.global_batch)
+
+  def initial_model(self) -> tuple[Any, Any]:
+    """Every worker's initial model, drawn from the seed."""
+    with fields(MASKING_FIELDS):
+      return self.model.init(jax.random.fold_in(jax.random.PRNGKey(self.config.seed), 1))
+
+  def record_extras(self, step: int) -> dict[str, float]:
+    return {"samples": step * self.global_batch,
+            "epoch": step * self.global_batch / self.train_size,
+            "lr": float(self.learning_rate(step - 1))}
+
+  def evaluation(self) -> dict[str, Any]:
+    """The evaluation arguments of `Runner.fit` for this config."""
+    return dict(eval_fn=self.task.evaluate, eval_data=self.dataset.test,
+                eval_every=self.config.eval.every_steps,
+                eval_batch_size=self.config.eval.batch_size,
+                eval_per_worker=self.config.eval.model == "workers")
+
+
+__all__ = ["ALGORITHMS", "Experiment", "Model", "algorithm", "fields", "optimizer", "validate"]

@@ -1,0 +1,182 @@
+"""The configuration: every section with its defaults.
+
+Config files (`configs/*.py`) start from `default()` and change what their experiment needs;
+`python -m launch --config FILE --config.section.field=value` overrides single fields.
+`jaxdist.experiment.build` checks every value and maps it to the library's arguments.
+"""
+
+from __future__ import annotations
+
+import math
+
+import ml_collections
+from ml_collections import config_dict
+
+from jaxdist.errors import ConfigError
+
+NODE_DIM = "workers"  # the grid dimension of the workers within a node
+
+
+def default() -> ml_collections.ConfigDict:
+  """All fields, with the thesis's recipe as defaults where it has one ([Lin22] App. 11.1)."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.algo = dict(
+      # minibatch_sgd | local_sgd | post_local_sgd | hierarchical_local_sgd; decentralized:
+      # dsgd | qg_dsgdm | d2 | d2_plus | gradient_tracking | choco_sgd
+      name="local_sgd",
+      local_steps=4,  # H: local steps between averagings
+      block_steps=1,  # H_b (hierarchical): node averagings between two global ones
+      switch_epochs=-1.0,  # post_local_sgd: switch after these epochs; < 0: at the first decay
+      switch_samples=0,  # post_local_sgd: switch after these samples, if > 0
+      global_momentum=0.0,  # momentum on the averaged model differences (block momentum)
+      compression="none",  # none | sign (signSGD) | ef_sign (EF-signSGD) of the averaging
+      # none | extrap | gradient_noise | gaussian | uniform | smoothout | extrap_adam
+      extrapolation="none",
+      extrapolation_scale=1.0,  # eta_hat = scale * lr / K
+      qg_mu=0.9,  # qg_dsgdm: mu of the quasi-global buffer
+      qg_period=1,  # qg_dsgdm: tau, steps between buffer updates (Alg. 20)
+      compressor="sign",  # choco_sgd: identity | top_k | random_k | sign | qsgd
+      compress_fraction=0.01,  # choco_sgd: a for top_k and random_k
+      compress_bits=4,  # choco_sgd: b for qsgd
+      compress_unbiased=False,  # unbiased random_k / qsgd (not for CHOCO)
+      consensus_step=0.45,  # choco_sgd: gamma (tune per compressor, [Lin22] Table 13.1)
+      measure_consensus=True,  # decentralized: consensus distance every step (an all-reduce)
+      consensus_target=0.0,  # dsgd, qg_dsgdm: gossip until Xi <= target; 0 = no control
+      control_phases=(),  # learning-rate phases (0, 1, ...) under control; empty = all
+      exact_phases=(),  # phases that all-reduce instead of gossiping ("dec-phase-x" runs)
+      max_gossip_rounds=100,  # cap on gossip rounds per step under control
+  )
+  c.topology = dict(
+      # ring | torus | complete | exponential | one_peer_exponential | bipartite_exponential |
+      # random_matching | social
+      name="ring",
+      exchange="auto",  # auto | shift (ppermute per neighbour) | dense (all-gather) | mean
+  )
+  c.workers = dict(
+      num_workers=8,  # K
+      per_node=0,  # hierarchical_local_sgd: workers per node (K / per_node nodes)
+      backend="simulated",  # simulated: vmap on one device | shard_map: over a device mesh
+      num_devices=0,  # shard_map: devices in the mesh, 0 = all visible
+  )
+  c.data = dict(
+      name="mnist1d",  # mnist1d | digits (offline) | mnist | cifar10 (prepared in data_dir)
+      data_dir="",  # tfds data_dir; empty = tfds's default
+      batch_size=32,  # per worker
+      partition="iid",  # iid (re-shuffled every epoch) | iid_fixed | dirichlet
+      dirichlet_alpha=1.0,
+      dirichlet_scheme="per_class",  # per_class (authors' code) | per_client (thesis prose)
+      augment="none",  # none | crop_flip (images)
+      relabel="none",  # none | parity: label mod 2, another task on the same inputs
+  )
+  c.model = dict(
+      name="mlp",  # logistic_regression | mlp | cnn | resnet20
+      hidden=(256, 256),  # mlp
+      features=(32, 64),  # cnn: strided convolutions
+      dense=128,  # cnn: hidden dense layer
+      width=16,  # resnet20: filters of the first stage
+      pretrained="",  # a model.npz of an earlier run: initial weights where names/shapes match
+  )
+  c.masking = dict(
+      name="none",  # none | dpf | incremental | one_shot (pruning) | learned (binary masks)
+      sparsity=0.9,  # pruning: the target fraction of pruned weights
+      recompute_every=16,  # pruning: steps between mask recomputations
+      ramp_end=-1.0,  # pruning: fraction of the run where the target is reached; < 0: 2nd decay
+      prune_classifier=False,  # pruning: also prune the last layer
+      initial_sparsity=0.05,  # learned: fraction of scores starting below the threshold
+      skip_layers=(),  # learned: top-level modules left unmasked (frozen as pretrained)
+  )
+  c.optim = dict(
+      optimizer="sgd",  # sgd | adam | lars | lamb
+      base_lr=0.1,  # learning rate at base_batch
+      base_batch=128,
+      lr_scaling="linear",  # linear | sqrt | none: scaling with the global batch K*B
+      warmup_epochs=0.0,
+      warmup_scaling="none",  # none | legw: warmup epochs grow with the batch (constant steps)
+      warmup_start_lr=config_dict.placeholder(float),  # None: start from base_lr
+      schedule="step",  # step | constant | cosine | poly
+      decay_at=(0.5, 0.75),  # step: fractions of all samples
+      decay_factor=0.1,  # step
+      decay_power=2.0,  # poly: lr * (1 - progress)^power after the warmup
+      momentum=0.9,  # sgd, lars
+      nesterov=True,  # sgd, lars
+      weight_decay=1e-4,
+      decay_norm_and_bias=False,  # weight decay also on leaves of rank < 2
+      b1=0.9,  # adam, lamb
+      b2=0.999,
+      eps=1e-6,  # adam, lamb; lars: added to the trust-ratio denominator
+      eps_inside_sqrt=False,  # lamb: m / sqrt(v + eps) as printed in [You20] Alg. 16
+      bias_correction=True,  # lamb
+      trust_coefficient=0.001,  # lars
+      trust_denominator="sum_of_norms",  # lars: ||g|| + wd||w|| | norm_of_sum: ||g + wd w||
+      trust_clip=(0.0, math.inf),  # lars: bounds of the trust ratio; lamb: bounds of phi(||x||)
+      lars_momentum="lr_inside",  # lr_inside: a = m a + lr d | lr_outside: w -= lr * a
+      adapt_norm_and_bias=False,  # lars, lamb: trust ratio also on leaves of rank < 2
+      grad_clip_value=0.0,  # lars: clip each gradient entry to +-value; 0 = off
+      grad_clip_norm=0.0,  # clip the global gradient norm (per worker); 0 = off
+  )
+  c.train = dict(
+      num_epochs=30.0,  # passes over the training set by all workers together
+      num_steps=0,  # if > 0, used instead of num_epochs
+      log_every=50,  # steps per jitted call and per progress line
+  )
+  c.eval = dict(
+      every_steps=0,  # multiple of train.log_every; 0 = at the end only
+      model="average",  # average: the averaged model | workers: mean over the workers' models
+      batch_size=500,
+  )
+  c.checkpoint = dict(
+      every_steps=0,  # multiple of train.log_every; 0 = at the end (and on SIGTERM) only
+      keep=2,
+  )
+  return c
+
+
+def cpu_scale(config: ml_collections.ConfigDict, *, dataset: str = "mnist1d", batch_size: int,
+              epochs: float, base_lr: float) -> ml_collections.ConfigDict:
+  """Shrinks a thesis setup to minutes on a CPU: the MLP on MNIST-1D, same workers and method."""
+  config.data.update(name=dataset, batch_size=batch_size, augment="none")
+  config.model.name = "mlp"
+  config.optim.update(base_lr=base_lr, base_batch=batch_size * config.workers.num_workers,
+                      warmup_epochs=min(config.optim.warmup_epochs, epochs / 10))
+  config.train.update(num_epochs=epochs, log_every=50)
+  config.eval.every_steps = 200
+  return config
+
+
+def parse_arg(arg: str, **defaults) -> ml_collections.ConfigDict:
+  """Variants of a config file: `--config file.py:algo=post_local_sgd,H=16,cpu` sets the named
+  values (typed like their defaults; a bare name sets a boolean)."""
+  values = ml_collections.ConfigDict(defaults)
+  for item in filter(None, (part.strip() for part in (arg or "").split(","))):
+    key, has_value, text = item.partition("=")
+    if key not in defaults:
+      raise ConfigError(f"--config ...:{key}", "no such variant option",
+                        ", ".join(sorted(defaults)))
+    kind = type(defaults[key])
+    if kind is bool:
+      value = not has_value or text.lower() in ("1", "true", "yes")
+    else:
+      try:
+        value = kind(text)
+      except ValueError:
+        raise ConfigError(f"--config ...:{key}", f"cannot use {text!r}",
+                          f"a value of type {kind.__name__}") from None
+    values[key] = value
+  return values
+
+
+def worker_grid(config: ml_collections.ConfigDict) -> tuple[tuple[int, ...], tuple[str, ...]]:
+  """Shape and dimension names of the worker grid: flat, or nodes of `per_node` workers."""
+  k, per_node = config.workers.num_workers, config.workers.per_node
+  if per_node:
+    return (k // per_node, per_node), ("nodes", NODE_DIM)
+  return (k,), (NODE_DIM,)
+
+
+def total_steps(config: ml_collections.ConfigDict, train_size: int) -> int:
+  """Training steps of the run: train.num_steps, or num_epochs over the global batch."""
+  if config.train.num_steps > 0:
+    return config.train.num_steps
+  global_batch = config.workers.num_workers * config.data.batch_size
+  return max(1, math.ceil(config.train.num_epochs * train_size / global_batch))

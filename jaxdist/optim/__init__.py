@@ -1,0 +1,7 @@
+"""Optimizers, learning-rate schedules and the thesis recipes as presets."""
+
+from jaxdist.optim import presets
+from jaxdist.optim.optimizers import adam, lamb, lars, sgd
+from jaxdist.optim.schedules import learning_rate
+
+__all__ = ["adam", "lamb", "lars", "learning_rate", "presets", "sgd"]

@@ -1,0 +1,287 @@
+"""Per-worker optimizers on optax, with the choices of the large-batch recipes.
+
+Each is an optax-style function of the learning rate (a float or a schedule) that returns a
+`GradientTransformation`, so an algorithm takes `functools.partial(jaxdist.optim.sgd,
+momentum=0.9)` as its optimizer and the rate once. Defaults are the plain method: no momentum, no
+weight decay. Weight decay skips biases and normalisation parameters (every leaf of rank < 2)
+unless `decay_norm_and_bias`.
+
+* `sgd`: momentum in PyTorch's form (m <- beta*m + g; x <- x - lr*(g + beta*m) with Nesterov),
+  weight decay added to the gradient before the momentum ([Lin22] §0);
+* `adam`: Adam with the weight decay added to the gradient (L2);
+* `lars`: [You20] ch. 5. Trust ratio l*||w|| / (||g|| + wd*||w||) as in the thesis and the
+  reference code (optax's `lars` uses ||g + wd*w||, selectable), optional clipping of the ratio and
+  of the gradient, learning rate inside the momentum (optax, ch. 5 text) or outside it (the
+  reference code); leaves of rank < 2 get plain momentum SGD;
+* `lamb`: [You20] Alg. 16. Adam direction plus decoupled weight decay, scaled per leaf by
+  phi(||x||) / ||r + wd*x||; epsilon outside the square root (reference code, optax) or inside (as
+  printed), bias correction switchable, optional phi bounds.
+
+When the settings coincide with optax's definitions, optax.lars / optax.lamb are used as they are.
+Norms are per whole tensor, in float32; `norm_axes` names mesh axes over which a sharded tensor's
+squared norm is summed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax import lax
+
+from jaxdist.errors import ArgumentError, check_at_least, check_choice
+
+TRUST_DENOMINATORS = ("sum_of_norms", "norm_of_sum")
+LARS_MOMENTUM = ("lr_inside", "lr_outside")
+ScalarOrSchedule = optax.ScalarOrSchedule
+
+
+def is_weight_matrix(params: Any) -> Any:
+  """True for the leaves of rank >= 2 (kernels), False for biases and normalisation parameters."""
+  return jax.tree.map(lambda p: p.ndim > 1, params)
+
+
+def _decay(weight_decay: float, decay_norm_and_bias: bool) -> optax.GradientTransformation:
+  check_at_least("weight_decay", weight_decay, 0)
+  if not weight_decay:
+    return optax.identity()
+  return optax.add_decayed_weights(weight_decay,
+                                   mask=None if decay_norm_and_bias else is_weight_matrix)
+
+
+def _clip(grad_clip_norm: float) -> optax.GradientTransformation:
+  check_at_least("grad_clip_norm", grad_clip_norm, 0)
+  return optax.clip_by_global_norm(grad_clip_norm) if grad_clip_norm else optax.identity()
+
+
+def _check_momentum(momentum: float) -> None:
+  check_at_least("momentum", momentum, 0)
+  if momentum >= 1:
+    raise ArgumentError("momentum", f"{momentum} is not a momentum", "0 <= momentum < 1")
+
+
+def sgd(learning_rate: ScalarOrSchedule, *, momentum: float = 0.0, nesterov: bool = False,
+        weight_decay: float = 0.0, decay_norm_and_bias: bool = False,
+        grad_clip_norm: float = 0.0) -> optax.GradientTransformation:
+  """SGD with PyTorch's (Nesterov) momentum and L2 weight decay on the kernels.
+
+  Args:
+    learning_rate: a float or an optax schedule of the step.
+    momentum: beta of m <- beta m + g; 0 for plain SGD.
+    nesterov: x <- x - lr (g + beta m) instead of x - lr m.
+    weight_decay: lambda of g <- g + lambda x, before the momentum.
+    decay_norm_and_bias: also decay the leaves of rank < 2.
+    grad_clip_norm: clip the gradient's global norm first; 0 = off.
+  """
+  _check_momentum(momentum)
+  return optax.chain(_clip(grad_clip_norm), _decay(weight_decay, decay_norm_and_bias),
+                     optax.sgd(learning_rate, momentum=momentum or None, nesterov=nesterov))
+
+
+def adam(learning_rate: ScalarOrSchedule, *, b1: float = 0.9, b2: float = 0.999,
+         eps: float = 1e-8, weight_decay: float = 0.0, decay_norm_and_bias: bool = False,
+         grad_clip_norm: float = 0.0) -> optax.GradientTransformation:
+  """Adam (optax.adam) with L2 weight decay added to the gradient."""
+  for name, beta in (("b1", b1), ("b2", b2)):
+    check_at_least(name, beta, 0)
+    if beta >= 1:
+      raise ArgumentError(name, f"{beta} is not a decay rate", f"0 <= {name} < 1")
+  check_at_least("eps", eps, 0)
+  return optax.chain(_clip(grad_clip_norm), _decay(weight_decay, decay_norm_and_bias),
+                     optax.adam(learning_rate, b1, b2, eps))
+
+
+def _check_trust_clip(trust_clip) -> tuple[float, float]:
+  low, high = (float(x) for x in trust_clip)
+  if not 0 <= low <= high:
+    raise ArgumentError("trust_clip", f"{tuple(trust_clip)} is not a range",
+                        "(low, high) with 0 <= low <= high")
+  return low, high
+
+
+def lars(learning_rate: ScalarOrSchedule, *, momentum: float = 0.9, nesterov: bool = False,
+         weight_decay: float = 0.0, trust_coefficient: float = 0.001, eps: float = 0.0,
+         trust_denominator: str = "sum_of_norms", trust_clip=(0.0, math.inf),
+         grad_clip_value: float = 0.0, lars_momentum: str = "lr_inside",
+         adapt_norm_and_bias: bool = False, decay_norm_and_bias: bool = False,
+         grad_clip_norm: float = 0.0, norm_axes: Sequence[str] = ()
+         ) -> optax.GradientTransformation:
+  """LARS ([You20] ch. 5); see `scale_by_lars` for the update. optax.lars where it coincides."""
+  _check_momentum(momentum)
+  check_at_least("weight_decay", weight_decay, 0)
+  check_at_least("trust_coefficient", trust_coefficient, 0)
+  check_at_least("eps", eps, 0)
+  check_at_least("grad_clip_value", grad_clip_value, 0)
+  check_choice("trust_denominator", trust_denominator, TRUST_DENOMINATORS)
+  check_choice("lars_momentum", lars_momentum, LARS_MOMENTUM)
+  trust_clip = _check_trust_clip(trust_clip)
+  decay_mask = None if decay_norm_and_bias else is_weight_matrix
+  adapt_mask = True if adapt_norm_and_bias else is_weight_matrix
+  as_optax = (lars_momentum == "lr_inside" and not grad_clip_value and
+              trust_clip == (0.0, math.inf) and not norm_axes and
+              (trust_denominator == "norm_of_sum" or not weight_decay))
+  if as_optax:
+    base = optax.lars(learning_rate, weight_decay, decay_mask or True, trust_coefficient, eps,
+                      adapt_mask, momentum, nesterov)
+  else:
+    base = scale_by_lars(learning_rate, weight_decay=weight_decay, momentum=momentum,
+                         trust_coefficient=trust_coefficient, eps=eps,
+                         trust_denominator=trust_denominator, trust_clip=trust_clip,
+                         grad_clip_value=grad_clip_value, lr_inside=lars_momentum == "lr_inside",
+                         decay_mask=decay_mask, adapt_mask=adapt_mask, norm_axes=norm_axes)
+  return optax.chain(_clip(grad_clip_norm), base)
+
+
+def lamb(learning_rate: ScalarOrSchedule, *, b1: float = 0.9, b2: float = 0.999,
+         eps: float = 1e-6, weight_decay: float = 0.0, eps_inside_sqrt: bool = False,
+         bias_correction: bool = True, trust_clip=(0.0, math.inf),
+         adapt_norm_and_bias: bool = False, decay_norm_and_bias: bool = False,
+         grad_clip_norm: float = 0.0, norm_axes: Sequence[str] = ()
+         ) -> optax.GradientTransformation:
+  """LAMB ([You20] Alg. 16); optax.lamb where it coincides."""
+  for name, beta in (("b1", b1), ("b2", b2)):
+    check_at_least(name, beta, 0)
+    if beta >= 1:
+      raise ArgumentError(name, f"{beta} is not a decay rate", f"0 <= {name} < 1")
+  check_at_least("eps", eps, 0)
+  check_at_least("weight_decay", weight_decay, 0)
+  trust_clip = _check_trust_clip(trust_clip)
+  decay_mask = None if decay_norm_and_bias else is_weight_matrix
+  adapt_mask = True if adapt_norm_and_bias else is_weight_matrix
+  as_optax = (not eps_inside_sqrt and bias_correction and adapt_mask is True and
+              trust_clip == (0.0, math.inf) and not norm_axes)
+  if as_optax:
+    base = optax.lamb(learning_rate, b1, b2, eps, 0.0, weight_decay, decay_mask)
+  else:
+    base = optax.chain(
+        scale_by_adam(b1, b2, eps, eps_inside_sqrt, bias_correction),
+        optax.add_decayed_weights(weight_decay, decay_mask),
+        optax.masked(scale_by_trust_ratio(trust_clip, norm_axes), adapt_mask),
+        optax.scale_by_learning_rate(learning_rate))
+  return optax.chain(_clip(grad_clip_norm), base)
+
+
+# -- LARS ------------------------------------------------------------------------------------------
+
+
+class LarsState(NamedTuple):
+  count: jax.Array
+  momentum: Any
+
+
+def _norm(x: jax.Array, axes: Sequence[str]) -> jax.Array:
+  squares = jnp.sum(jnp.square(x.astype(jnp.float32)))
+  return jnp.sqrt(lax.psum(squares, tuple(axes)) if axes else squares)
+
+
+def _resolve(mask, params):
+  if mask is None or mask is True:
+    return jax.tree.map(lambda _: True, params)
+  return mask(params) if callable(mask) else mask
+
+
+def scale_by_lars(learning_rate: optax.ScalarOrSchedule, *, weight_decay: float = 0.0,
+         momentum: float = 0.9, trust_coefficient: float = 0.001, eps: float = 0.0,
+         trust_denominator: str = "sum_of_norms", trust_clip=(0.0, math.inf),
+         grad_clip_value: float = 0.0, lr_inside: bool = True, decay_mask=None, adapt_mask=None,
+         norm_axes: Sequence[str] = ()) -> optax.GradientTransformation:
+  """LARS with the thesis's choices ([You20] ch. 5), per leaf w with gradient g:
+
+    ratio = l*||w|| / (||g|| + wd*||w|| + eps)    (or l*||w|| / (||g + wd*w|| + eps)),
+            1 if ||w|| or ||g|| is 0, clipped to `trust_clip`;
+    d = clip(g + wd*w, -grad_clip_value, grad_clip_value)
+    lr_inside:  a = momentum*a + lr*ratio*d;  w -= a              (ch. 5 text, optax)
+    lr_outside: a = momentum*a + d;           w -= lr*ratio*a     (the reference code)
+
+  Leaves outside `adapt_mask` use ratio 1, outside `decay_mask` no weight decay.
+  """
+  schedule = learning_rate if callable(learning_rate) else optax.constant_schedule(learning_rate)
+
+  def init(params):
+    return LarsState(jnp.zeros([], jnp.int32), jax.tree.map(jnp.zeros_like, params))
+
+  def update(grads, state, params):
+    adapt, decay = _resolve(adapt_mask, params), _resolve(decay_mask, params)
+    rate = schedule(state.count)
+
+    def leaf(g, w, a, adapt_leaf, decay_leaf):
+      wd = weight_decay if decay_leaf else 0.0
+      d = g + wd * w
+      if grad_clip_value:
+        d = jnp.clip(d, -grad_clip_value, grad_clip_value)
+      ratio = 1.0
+      if adapt_leaf:
+        w_norm, g_norm = _norm(w, norm_axes), _norm(g, norm_axes)
+        denominator = g_norm + wd * w_norm if trust_denominator == "sum_of_norms" else _norm(
+            g + wd * w, norm_axes)
+        ratio = jnp.where((w_norm == 0) | (g_norm == 0), 1.0,
+                          trust_coefficient * w_norm / (denominator + eps))
+        ratio = jnp.clip(ratio, *trust_clip)
+      if lr_inside:
+        a = momentum * a + (rate * ratio * d).astype(a.dtype)
+        return -a, a
+      a = momentum * a + d
+      return (-rate * ratio * a).astype(a.dtype), a
+
+    out = jax.tree.map(leaf, grads, params, state.momentum, adapt, decay)
+    treedef = jax.tree.structure(grads)
+    updates, buffers = zip(*treedef.flatten_up_to(out)) if treedef.num_leaves else ((), ())
+    return (jax.tree.unflatten(treedef, updates),
+            LarsState(state.count + 1, jax.tree.unflatten(treedef, buffers)))
+
+  return optax.GradientTransformation(init, update)
+
+
+# -- LAMB ------------------------------------------------------------------------------------------
+
+
+class AdamState(NamedTuple):
+  count: jax.Array
+  mu: Any
+  nu: Any
+
+
+def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-6,
+                  eps_inside_sqrt: bool = False,
+                  bias_correction: bool = True) -> optax.GradientTransformation:
+  """Adam's direction m_hat / (sqrt(v_hat) + eps), or m_hat / sqrt(v_hat + eps) as [You20] Alg. 16
+  prints it, with or without bias correction."""
+
+  def init(params):
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    return AdamState(jnp.zeros([], jnp.int32), zeros, zeros)
+
+  def update(grads, state, params=None):
+    del params
+    count = state.count + 1
+    mu = jax.tree.map(lambda m, g: b1 * m + (1 - b1) * g, state.mu, grads)
+    nu = jax.tree.map(lambda v, g: b2 * v + (1 - b2) * jnp.square(g), state.nu, grads)
+    c1 = 1 - b1**count if bias_correction else 1.0
+    c2 = 1 - b2**count if bias_correction else 1.0
+
+    def direction(m, v):
+      m_hat, v_hat = m / c1, v / c2
+      return m_hat / (jnp.sqrt(v_hat + eps) if eps_inside_sqrt else jnp.sqrt(v_hat) + eps)
+
+    return jax.tree.map(direction, mu, nu), AdamState(count, mu, nu)
+
+  return optax.GradientTransformation(init, update)
+
+
+def scale_by_trust_ratio(phi_bounds=(0.0, math.inf),
+                         norm_axes: Sequence[str] = ()) -> optax.GradientTransformation:
+  """u <- phi(||x||) / ||u|| * u per leaf, phi(z) = clip(z, *phi_bounds); 1 for zero norms."""
+
+  def update(updates, state, params):
+    def leaf(u, x):
+      x_norm, u_norm = _norm(x, norm_axes), _norm(u, norm_axes)
+      ratio = jnp.clip(x_norm, *phi_bounds) / u_norm
+      return u * jnp.where((x_norm == 0) | (u_norm == 0), 1.0, ratio).astype(u.dtype)
+
+    return jax.tree.map(leaf, updates, params), state
+
+  return optax.GradientTransformation(lambda _: optax.EmptyState(), update)
