@@ -117,7 +117,16 @@ class IteratorData:
                           f"step {first_step + num_steps}", "at least as many batches as "
                           "steps") from None
     workers = np.asarray(workers)
-    return jax.tree.map(lambda *xs: np.stack([np.asarray(x)[workers] for x in xs]), *items)
+
+    def stack(*leaves):
+      leaves = [np.asarray(x) for x in leaves]
+      if any(x.ndim == 0 or len(x) <= workers.max() for x in leaves):
+        raise ArgumentError("data", f"an item holds batches of {len(leaves[0])} workers, the run "
+                            f"has {workers.max() + 1} or more", "items whose leaves are laid "
+                            "out [num_workers, ...]")
+      return np.stack([x[workers] for x in leaves])
+
+    return jax.tree.map(stack, *items)
 
 
 def from_arrays(arrays: PyTree, indices: Sampler | Callable[[int, int], Any]) -> ArrayData:

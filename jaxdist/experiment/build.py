@@ -21,9 +21,9 @@ import optax
 
 import jaxdist
 from jaxdist.algorithms import extrapolation as extrapolation_lib
-from jaxdist.algorithms.decentralized import ConsensusControl
+from jaxdist.algorithms.decentralized import ChocoGossip, ConsensusControl
 from jaxdist.communication import compression, topology
-from jaxdist.communication.gossip import EXCHANGES
+from jaxdist.communication.gossip import EXCHANGES, Gossip
 from jaxdist.core.layouts import Sharded, Simulated
 from jaxdist.data import datasets, partition
 from jaxdist.data.sources import from_arrays
@@ -150,8 +150,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.masking.ramp_end > 1:
     raise ConfigError("masking.ramp_end", f"{config.masking.ramp_end} is past the end of the run",
                       "a fraction in [0, 1], or < 0 for the second learning-rate decay")
-  # Every piece that needs no data, built once with stand-ins for the run's sizes.
-  optimizer(config.optim)(optax.constant_schedule(0.1))
+  # The run's pieces that need no data, built with stand-ins for the run's sizes, then the
+  # pieces of the fields this run does not use: a bad value there is a mistake all the same.
   learning_rate(config.optim, global_batch=1, train_size=1, total_steps=10**9)
   algorithm(config, _stand_in_loss, optax.constant_schedule(0.1),
             phase_steps=_stand_in_phases(config), switch_step=0)
@@ -159,8 +159,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     build_model(config.model.name, (2,), 2, hidden=tuple(config.model.hidden),
                 features=tuple(config.model.features), dense=config.model.dense,
                 width=config.model.width)
-  if config.masking.name != "none":
-    _masking(config, num_classes=2, ramp_steps=1)
+  _check_unused_fields(config)
 
 
 def _check_workers(config) -> None:
@@ -204,6 +203,37 @@ def _check_algorithm_fields(config) -> None:
   if algo.compress_unbiased and algo.name == "choco_sgd":
     raise ConfigError("algo.compress_unbiased", "CHOCO needs a contractive (biased, scaled "
                       "down) compressor", "False")
+
+
+def _check_unused_fields(config) -> None:
+  """Builds, with every field, the pieces of the algorithms and options this run leaves unused.
+  Which piece each field reaches is the same as in `algorithm`; stand-ins fill the rest."""
+  for kind in OPTIMIZERS:
+    optim = config.optim.copy_and_resolve_references()
+    with optim.unlocked():
+      optim.optimizer = kind
+    optimizer(optim)
+  algo, schedule = config.algo, optax.constant_schedule(0.1)
+  with fields(ALGO_FIELDS):
+    compressor(algo)
+    compression.TopK(algo.compress_fraction), compression.QSGD(algo.compress_bits)
+    extrapolation_lib.PastGradient(algo.extrapolation_scale)
+    jaxdist.hierarchical_local_sgd(_stand_in_loss, local_steps=algo.local_steps,
+                                   block_steps=algo.block_steps, learning_rate=schedule)
+    jaxdist.local_sgd(_stand_in_loss, global_momentum=algo.global_momentum,
+                      learning_rate=schedule)
+    graph = topology.ring(config.workers.num_workers)
+    jaxdist.qg_dsgdm(_stand_in_loss, learning_rate=schedule, topology=graph, qg_mu=algo.qg_mu,
+                     qg_period=algo.qg_period, exchange=config.topology.exchange
+                     if config.topology.exchange in ("auto", "shift", "dense") else "auto")
+    ChocoGossip(Gossip(graph), compression.Sign(), algo.consensus_step)
+    ConsensusControl(algo.consensus_target, phase_steps=_stand_in_phases(config),
+                     control_phases=tuple(algo.control_phases),
+                     exact_phases=tuple(algo.exact_phases), max_rounds=algo.max_gossip_rounds)
+  masks = config.masking
+  with fields(MASKING_FIELDS):
+    masking.Pruning("dpf", masks.sparsity, masks.recompute_every, 1, 2)
+    masking.LearnedMask(masks.initial_sparsity, masks.skip_layers)
 
 
 def _stand_in_loss(params, model_state, batch, rng):
@@ -362,14 +392,12 @@ def algorithm(config, loss_fn, schedule: optax.Schedule, *, phase_steps: tuple[i
       return getattr(jaxdist, name)(loss_fn, tx, **decentralized)
     if name == "gradient_tracking":
       return jaxdist.gradient_tracking(loss_fn, tx, **decentralized)
-    control = None
-    if algo.consensus_target or algo.exact_phases:
-      control = ConsensusControl(algo.consensus_target, phase_steps=phase_steps,
-                                 control_phases=tuple(algo.control_phases),
-                                 exact_phases=tuple(algo.exact_phases),
-                                 max_rounds=algo.max_gossip_rounds)
-    elif algo.control_phases:
-      ConsensusControl(phase_steps=phase_steps, control_phases=tuple(algo.control_phases))
+    control = ConsensusControl(algo.consensus_target, phase_steps=phase_steps,
+                               control_phases=tuple(algo.control_phases),
+                               exact_phases=tuple(algo.exact_phases),
+                               max_rounds=algo.max_gossip_rounds)
+    if not (algo.consensus_target or algo.exact_phases):
+      control = None  # one gossip round a step
     if name == "dsgd":
       return jaxdist.dsgd(loss_fn, tx, consensus_control=control, seed=config.seed,
                              **decentralized)

@@ -457,7 +457,8 @@ class Runner:
       bar.update(step, record, (num_steps - step) * seconds_per_step)
       if checkpoints is not None and (step == num_steps or stopping or (
           checkpoint_every and step % checkpoint_every == 0)):
-        checkpoints.save(step, state, {"totals": totals, "history": history})
+        # copies: orbax may write the JSON after the loop has moved on
+        checkpoints.save(step, state, {"totals": dict(totals), "history": list(history)})
       tick = time.perf_counter()
     return step, state, step < num_steps
 

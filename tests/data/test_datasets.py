@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from jaxdist import datasets
-from jaxdist.errors import ConfigError
+from jaxdist.data import datasets
+from jaxdist.errors import ArgumentError
 
 
 @pytest.mark.parametrize("name, key, shape, train, test", [
@@ -32,10 +32,10 @@ def test_catalogue_datasets_read_prepared_data(data_dir):
 
 
 def test_missing_dataset_says_how_to_prepare_it(tmp_path):
-  with pytest.raises(ConfigError, match=r"data.name: dataset 'mnist' is not prepared in .*"
+  with pytest.raises(ArgumentError, match=r"dataset: dataset 'mnist' is not prepared in .*"
                      r"tfds build mnist --data_dir=DATA_DIR --file_format=array_record"):
     datasets.load("mnist", str(tmp_path))
-  with pytest.raises(ConfigError, match=r"data.name: unknown dataset 'imagenet'.*'mnist1d'"):
+  with pytest.raises(ArgumentError, match=r"dataset: unknown dataset 'imagenet'.*'mnist1d'"):
     datasets.load("imagenet", str(tmp_path))
 
 
@@ -50,5 +50,5 @@ def test_preprocessing_standardises_and_augments_images(data_dir):
   assert a.shape == x.shape and not np.allclose(a, plain)
   np.testing.assert_array_equal(a, augment(x, jax.random.PRNGKey(1), True))
   np.testing.assert_allclose(augment(x, jax.random.PRNGKey(1), False), plain)
-  with pytest.raises(ConfigError, match=r"data.augment: crop_flip needs images"):
+  with pytest.raises(ArgumentError, match=r"augment: crop_flip needs images"):
     datasets.preprocessor(datasets.load("mnist1d", data_dir), "crop_flip")

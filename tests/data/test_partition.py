@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from jaxdist.errors import ConfigError
-from jaxdist.partition import Sampler, dirichlet_per_class, dirichlet_per_client
+from jaxdist.data.partition import Sampler, dirichlet_per_class, dirichlet_per_client
+from jaxdist.errors import ArgumentError
 
 LABELS = np.repeat(np.arange(10), 200)  # 2000 examples, 10 balanced classes
 
@@ -67,12 +67,40 @@ def test_dirichlet_per_client_scheme_follows_each_workers_mix():
   assert np.mean(np.sort(_class_shares(shards), axis=1)[:, -2:].sum(1) > 0.8) > 0.5
 
 
+def test_user_splits_are_kept_and_may_differ_in_size():
+  splits = [np.arange(0, 100), np.arange(100, 130), np.arange(500, 2000)]
+  sampler = Sampler(len(LABELS), 3, 10, splits, seed=0)
+  batches = sampler.indices(0, 20, range(3))
+  for worker, split in enumerate(splits):
+    assert set(batches[:, worker].ravel()) <= set(split)
+  assert len(np.unique(batches[:3, 1])) == 30  # a pass over worker 1's 30 examples
+
+
+def test_with_replacement_batches_are_uniform_draws():
+  sampler = Sampler(LABELS, 4, 50, "iid", seed=0, replacement=True)
+  draws = sampler.indices(0, 200, range(4))
+  assert draws.min() >= 0 and draws.max() < 2000
+  counts = np.bincount(draws.ravel(), minlength=2000)
+  assert np.any([len(np.unique(b)) < 50 for b in draws.reshape(-1, 50)])  # repeats within
+  assert abs(counts.mean() - 20) < 1e-9 and counts.std() < 6  # ~Poisson(20): std ~4.5
+  np.testing.assert_array_equal(draws[5:7], sampler.indices(5, 2, range(4)))
+  fixed = Sampler(LABELS, 4, 50, "iid_fixed", seed=0, replacement=True)
+  for worker in range(4):
+    assert set(fixed.indices(0, 10, [worker]).ravel()) <= set(fixed.shards[worker].tolist())
+
+
 def test_bad_partitions_are_refused():
-  with pytest.raises(ConfigError, match=r"data.batch_size: 600 does not fit .* \(allowed: 1..500\)"):
+  with pytest.raises(ArgumentError, match=r"batch_size: 600 does not fit .* \(allowed: 1..500\)"):
     Sampler(LABELS, 4, 600, "iid", seed=0)
-  with pytest.raises(ConfigError, match=r"data.partition: unknown partition 'noniid'.*'iid'"):
+  with pytest.raises(ArgumentError, match=r"partition: unknown value 'noniid'.*'iid'"):
     Sampler(LABELS, 4, 10, "noniid", seed=0)
-  with pytest.raises(ConfigError, match=r"data.dirichlet_alpha: must be > 0"):
+  with pytest.raises(ArgumentError, match=r"dirichlet_alpha: must be > 0"):
     Sampler(LABELS, 4, 10, "dirichlet", seed=0, dirichlet_alpha=0.0)
-  with pytest.raises(ConfigError, match=r"data.dirichlet_alpha: no per_class split"):
+  with pytest.raises(ArgumentError, match=r"dirichlet_alpha: no per_class split"):
     dirichlet_per_class(LABELS, 20, 0.001, np.random.default_rng(0), max_tries=3)
+  with pytest.raises(ArgumentError, match=r"partition: 2 index arrays for 4 workers"):
+    Sampler(LABELS, 4, 10, [np.arange(10), np.arange(10)])
+  with pytest.raises(ArgumentError, match=r"partition: worker 1's indices are empty or outside"):
+    Sampler(LABELS, 2, 10, [np.arange(10), np.arange(1995, 2005)])
+  with pytest.raises(ArgumentError, match=r"labels: a Dirichlet split needs the labels"):
+    Sampler(2000, 4, 10, "dirichlet")

@@ -6,11 +6,10 @@ import re
 
 import pytest
 
-from jaxdist import overrides
-from jaxdist.config import validate
 from jaxdist.errors import ConfigError
+from jaxdist.experiment import overrides, validate
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FILES = sorted(glob.glob(os.path.join(ROOT, "configs", "**", "*.py"), recursive=True))
 
 

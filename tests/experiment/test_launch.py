@@ -11,12 +11,11 @@ import jax
 import numpy as np
 import pytest
 
-from jaxdist import overrides, train
-from jaxdist.checkpoint import Checkpoints
-from jaxdist.config import validate
 from jaxdist.errors import ConfigError, UserError
+from jaxdist.experiment import Experiment, overrides, run, validate
+from jaxdist.training.checkpoint import Checkpoints
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 QUICKSTART = os.path.join(ROOT, "configs", "quickstart.py")
 
 
@@ -70,6 +69,18 @@ def _quickstart(*fields):
     ("workers.per_node", 3, r"workers.per_node: 3 does not divide workers.num_workers=8"),
     ("algo.compression", "top_k", r"algo.compression: unknown value 'top_k' \(allowed: 'none', "
      r"'sign', 'ef_sign'\)"),
+    ("algo.local_steps", 0, r"algo.local_steps: must be >= 1, got 0"),
+    ("algo.global_momentum", 1.5, r"algo.global_momentum: 1.5 is not a momentum"),
+    ("algo.compressor", "topk", r"algo.compressor: unknown value 'topk'"),
+    ("algo.compress_fraction", 1.5, r"algo.compress_fraction: 1.5 is not a fraction"),
+    ("algo.qg_mu", 1.5, r"algo.qg_mu: 1.5 is not a momentum"),
+    ("algo.block_steps", 2, r"algo.block_steps: 2 block steps need hierarchical"),
+    ("algo.extrapolation", "lookahead", r"algo.extrapolation: unknown value 'lookahead'"),
+    ("optim.momentum", 1.5, r"optim.momentum: 1.5 is not a momentum"),
+    ("optim.base_lr", float("inf"), r"optim.base_lr: inf is not a number"),
+    ("optim.b2", 1.5, r"optim.b2: 1.5 is not a decay rate"),
+    ("model.hidden", (0,), r"model.hidden: must be >= 1, got 0"),
+    ("masking.sparsity", 1.0, r"masking.sparsity: 1.0 is not in"),
     ("optim.optimizer", "adagrad", r"optim.optimizer: unknown value 'adagrad' \(allowed: 'sgd', "
      r"'adam', 'lars', 'lamb'\)"),
     ("optim.trust_clip", (2.0, 1.0), r"optim.trust_clip: \(2.0, 1.0\) is not a range"),
@@ -90,7 +101,7 @@ def test_workers_not_divisible_by_devices_are_refused(tmp_path):
   config.workers.update(num_workers=12, backend="shard_map")
   with pytest.raises(ConfigError, match=r"workers.num_workers: 12 workers on a grid \(12,\) cannot "
                      r"be spread evenly over 8 devices \(allowed: a multiple of 8"):
-    train.run(config, str(tmp_path / "run"))
+    run(config, str(tmp_path / "run"))
   assert not os.listdir(tmp_path / "run")
 
 
@@ -123,14 +134,15 @@ def test_sigterm_saves_a_checkpoint_and_the_run_resumes_exactly(data_dir, tmp_pa
   assert os.path.isdir(os.path.join(workdir, "checkpoints", str(step)))
 
   config = _quickstart(*fields)
-  resumed = train.run(config, workdir)
-  unbroken = train.run(config, str(tmp_path / "unbroken"))
+  resumed = run(config, workdir)
+  unbroken = run(config, str(tmp_path / "unbroken"))
   assert resumed["step"] == unbroken["step"] == 300
   assert resumed["test/accuracy"] == unbroken["test/accuracy"]
-  trainer = train.Trainer(config)
+  experiment = Experiment(config)
+  abstract = experiment.runner.abstract_state(*experiment.initial_model())
   states = []
-  for run in (workdir, str(tmp_path / "unbroken")):
-    checkpoints = Checkpoints(os.path.join(run, "checkpoints"), keep=2)
-    states.append(checkpoints.restore(trainer.abstract_state())[1])
+  for directory in (workdir, str(tmp_path / "unbroken")):
+    checkpoints = Checkpoints(os.path.join(directory, "checkpoints"), keep=2)
+    states.append(checkpoints.restore(abstract)[1])
     checkpoints.close()
   jax.tree.map(np.testing.assert_array_equal, *states)

@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 
 from helpers import tiny_config
-from jaxdist import distributed, train
+from jaxdist.core.distributed import free_port
+from jaxdist.experiment import run
+from jaxdist.experiment.launcher import launch_local
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TIMEOUT = 240  # seconds for one multi-process run; the processes are always cleaned up
 
 
@@ -60,9 +62,9 @@ def test_two_processes_match_one_process_and_the_simulation(data_dir, tmp_path, 
   assert status == 0, stderr[-2000:]
   one = tiny_config(data_dir, **sections)
   one.workers.update(backend="shard_map", num_devices=4)
-  train.run(one, str(tmp_path / "one"))
+  run(one, str(tmp_path / "one"))
   simulated = tiny_config(data_dir, **sections)
-  train.run(simulated, str(tmp_path / "simulated"))
+  run(simulated, str(tmp_path / "simulated"))
   two = _model(tmp_path / "two")
   for other in ("one", "simulated"):
     for key, value in _model(tmp_path / other).items():
@@ -79,7 +81,7 @@ def test_multi_process_checkpoints_resume_bit_identical(data_dir, tmp_path):
   unbroken, interrupted = tmp_path / "unbroken", tmp_path / "interrupted"
   assert _launch_processes(tmp_path, config, str(unbroken))[0] == 0
   simulated = tiny_config(data_dir, algo={"name": "dsgd"}, workers={"num_workers": 8})
-  train.run(simulated, str(tmp_path / "simulated"))
+  run(simulated, str(tmp_path / "simulated"))
   for key, value in _model(tmp_path / "simulated").items():
     np.testing.assert_allclose(_model(unbroken)[key], value, rtol=2e-5, atol=2e-6)
   assert _launch_processes(tmp_path, config, str(interrupted))[0] == 0
@@ -96,7 +98,7 @@ def test_a_dead_process_stops_the_others_at_once():
   command = [sys.executable, "-c", "import os, time\n"
              "if os.environ['JAXDIST_PROCESS_ID'] == '1': os._exit(3)\ntime.sleep(120)"]
   started = time.monotonic()
-  assert distributed.launch_local(3, 1, command) == 3
+  assert launch_local(3, 1, command) == 3
   assert time.monotonic() - started < 20
 
 
@@ -114,7 +116,7 @@ def test_without_the_launcher_a_killed_process_ends_the_run_in_bounded_time(data
   config = tiny_config(data_dir, train={"num_steps": 10**6, "log_every": 4},
                        eval={"every_steps": 0}, checkpoint={"every_steps": 0})
   config.workers.backend = "shard_map"
-  path, port = _config_file(tmp_path, config), distributed.free_port()
+  path, port = _config_file(tmp_path, config), free_port()
   first = _start(path, tmp_path / "run", 0, port)
   second = _start(path, tmp_path / "run", 1, port)
   try:
@@ -141,7 +143,7 @@ def test_bad_process_settings_end_with_one_line(data_dir, tmp_path, process_id, 
   config = tiny_config(data_dir)
   config.workers.backend = "shard_map"
   started = time.monotonic()
-  p = _start(_config_file(tmp_path, config), tmp_path / "run", process_id, distributed.free_port(),
+  p = _start(_config_file(tmp_path, config), tmp_path / "run", process_id, free_port(),
              num_processes, timeout=3)
   _, stderr = p.communicate(timeout=60)
   assert p.returncode == 2 and time.monotonic() - started < 40
@@ -161,7 +163,7 @@ def test_worker_count_must_divide_over_all_processes_devices(data_dir, tmp_path)
 def test_mismatched_process_counts_end_both_processes(data_dir, tmp_path):
   config = tiny_config(data_dir)
   config.workers.backend = "shard_map"
-  path, port = _config_file(tmp_path, config), distributed.free_port()
+  path, port = _config_file(tmp_path, config), free_port()
   first = _start(path, tmp_path / "run", 0, port, num_processes=2)
   second = _start(path, tmp_path / "run", 1, port, num_processes=3)
   try:

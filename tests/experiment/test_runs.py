@@ -10,17 +10,18 @@ import numpy as np
 import pytest
 
 from helpers import tiny_config
-from jaxdist import train
 from jaxdist.errors import UserError
-from jaxdist.plot import plot
-from jaxdist.writers import read_metrics
+from jaxdist.experiment import Experiment, run
+from jaxdist.experiment.plot import plot
+from jaxdist.experiment.writers import read_metrics
+from jaxdist.training.checkpoint import Checkpoints
 
 
 def _final_state(workdir, config):
-  trainer = train.Trainer(config)
-  from jaxdist.checkpoint import Checkpoints
+  experiment = Experiment(config)
   checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"), keep=5)
-  step, state, meta = checkpoints.restore(trainer.abstract_state())
+  step, state, meta = checkpoints.restore(
+      experiment.runner.abstract_state(*experiment.initial_model()))
   checkpoints.close()
   return step, state, meta
 
@@ -61,17 +62,18 @@ RESUMED_VARIANTS = {
 def test_interrupted_run_resumes_bit_identical(data_dir, tmp_path, variant):
   config = tiny_config(data_dir, checkpoint={"keep": 5}, **RESUMED_VARIANTS[variant])
   unbroken, interrupted = str(tmp_path / "unbroken"), str(tmp_path / "interrupted")
-  result = train.run(config, unbroken)
+  result = run(config, unbroken)
   assert result["step"] == 12 and not result["preempted"]
-  train.run(config, interrupted)
+  run(config, interrupted)
   # Make it look as if the run died after its step-4 checkpoint.
   for step in ("8", "12"):
     shutil.rmtree(os.path.join(interrupted, "checkpoints", step))
-  resumed = train.run(config, interrupted)
+  resumed = run(config, interrupted)
   assert resumed["test/accuracy"] == result["test/accuracy"]
   step_a, state_a, meta_a = _final_state(unbroken, config)
   step_b, state_b, meta_b = _final_state(interrupted, config)
-  assert step_a == step_b == 12 and meta_a == meta_b and meta_a["comm/bits_sent"] > 0
+  assert step_a == step_b == 12 and meta_a["totals"] == meta_b["totals"]
+  assert meta_a["totals"]["comm/bits_sent"] > 0
   jax.tree.map(np.testing.assert_array_equal, state_a, state_b)
   # The metrics of the lost steps were dropped and written again, once.
   assert [r["step"] for r in read_metrics(interrupted)] == [4, 8, 12]
@@ -82,7 +84,7 @@ def test_interrupted_run_resumes_bit_identical(data_dir, tmp_path, variant):
 
 def test_metrics_go_to_jsonl_and_tensorboard_and_plot(data_dir, tmp_path):
   workdir = str(tmp_path / "run")
-  train.run(tiny_config(data_dir), workdir)
+  run(tiny_config(data_dir), workdir)
   records = read_metrics(workdir)
   assert {"train/loss", "train/accuracy", "test/accuracy", "comm/bits_sent", "lr", "samples",
           "perf/examples_per_second"} <= set(records[-1])
@@ -95,19 +97,19 @@ def test_metrics_go_to_jsonl_and_tensorboard_and_plot(data_dir, tmp_path):
 
 def test_changed_config_is_refused_in_an_existing_workdir(data_dir, tmp_path):
   workdir = str(tmp_path / "run")
-  train.run(tiny_config(data_dir), workdir)
+  run(tiny_config(data_dir), workdir)
   with pytest.raises(UserError, match=r"workdir: .* holds a run with algo.local_steps=4 but the "
                      r"config has algo.local_steps=2"):
-    train.run(tiny_config(data_dir, algo={"local_steps": 2}), workdir)
+    run(tiny_config(data_dir, algo={"local_steps": 2}), workdir)
   # Changing how often to log or checkpoint is fine.
-  result = train.run(tiny_config(data_dir, checkpoint={"every_steps": 8}), workdir)
+  result = run(tiny_config(data_dir, checkpoint={"every_steps": 8}), workdir)
   assert result["step"] == 12
 
 
 def test_corrupt_checkpoint_is_reported_and_left_untouched(data_dir, tmp_path):
   workdir = str(tmp_path / "run")
   config = tiny_config(data_dir, train={"num_steps": 8})
-  train.run(config, workdir)
+  run(config, workdir)
   latest = os.path.join(workdir, "checkpoints", "8")
   for root, _, files in os.walk(latest):
     for name in files:
@@ -115,9 +117,9 @@ def test_corrupt_checkpoint_is_reported_and_left_untouched(data_dir, tmp_path):
         with open(os.path.join(root, name), "wb") as f:
           f.write(b"\x00garbage")
   before = _tree_hash(workdir)
-  with pytest.raises(UserError, match=r"workdir: the checkpoint at .*checkpoints/8 cannot be "
+  with pytest.raises(UserError, match=r"checkpoint: the checkpoint at .*checkpoints/8 cannot be "
                      r"restored .*left untouched"):
-    train.run(config, workdir)
+    run(config, workdir)
   assert _tree_hash(workdir) == before
 
 
@@ -125,7 +127,7 @@ def test_unwritable_workdir_is_refused(data_dir, tmp_path):
   blocker = tmp_path / "file"
   blocker.write_text("not a directory")
   with pytest.raises(UserError, match=r"workdir: cannot write to .*file/run"):
-    train.run(tiny_config(data_dir), str(blocker / "run"))
+    run(tiny_config(data_dir), str(blocker / "run"))
 
 
 @pytest.mark.parametrize("eval_model", ["average", "workers"])
@@ -134,7 +136,7 @@ def test_simulated_and_shard_map_runs_agree(data_dir, tmp_path, eval_model):
   for backend in ("simulated", "shard_map"):
     config = tiny_config(data_dir, workers={"backend": backend, "num_workers": 8},
                          eval={"model": eval_model})
-    results[backend] = train.run(config, str(tmp_path / backend))
+    results[backend] = run(config, str(tmp_path / backend))
   for key in ("train/loss", "test/accuracy", "test/loss"):
     assert results["simulated"][key] == pytest.approx(results["shard_map"][key], rel=1e-5)
   with open(tmp_path / "shard_map" / "config.json") as f:

@@ -5,16 +5,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import flax.linen as nn
+
 from jaxdist import models
-from jaxdist.config import default
-from jaxdist.errors import ConfigError
+from jaxdist.errors import ArgumentError
 
 
 def _model(name, input_shape, **fields):
-  config = default().model
-  config.name = name
-  config.update(fields)
-  return models.build(config, input_shape, 10)
+  return models.build(name, input_shape, 10, **fields)
 
 
 @pytest.mark.parametrize("name", ["logistic_regression", "mlp", "cnn"])
@@ -47,6 +45,25 @@ def test_batchnorm_statistics_change_in_training_only():
   assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.all(a == b)), model_state, evaluated))
 
 
-def test_unknown_model_is_refused():
-  with pytest.raises(ConfigError, match=r"model.name: unknown model 'vit'.*'resnet20'"):
+def test_bad_models_are_refused():
+  with pytest.raises(ArgumentError, match=r"model: unknown value 'vit'.*'resnet20'"):
     _model("vit", (40,))
+  with pytest.raises(ArgumentError, match=r"hidden: must be >= 1, got 0"):
+    _model("mlp", (40,), hidden=(0,))
+  with pytest.raises(ArgumentError, match=r"module: .* is not a flax module"):
+    models.from_flax(lambda x: x, np.zeros((1, 3)))
+
+
+def test_a_users_flax_module_becomes_pure_functions():
+  class Net(nn.Module):
+    @nn.compact
+    def __call__(self, x, train=False):
+      x = nn.BatchNorm(use_running_average=not train)(nn.Dense(4)(x))
+      return nn.Dense(3)(x)
+
+  model = models.from_flax(Net(), np.zeros((2, 5), np.float32))
+  params, model_state = model.init(jax.random.PRNGKey(0))
+  assert set(model_state) == {"batch_stats"}
+  logits, updated = model.apply(params, model_state, jnp.ones((6, 5)), True)
+  assert logits.shape == (6, 3)
+  assert not np.allclose(jax.tree.leaves(updated)[0], jax.tree.leaves(model_state)[0])

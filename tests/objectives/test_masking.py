@@ -10,19 +10,18 @@ import numpy as np
 import pytest
 
 from helpers import tiny_config
-from jaxdist import masking, models, tasks, train
-from jaxdist.config import default
-from jaxdist.errors import ConfigError
-from jaxdist.writers import read_metrics
+from jaxdist import models
+from jaxdist.errors import ArgumentError, ConfigError
+from jaxdist.experiment import run
+from jaxdist.experiment.writers import read_metrics
+from jaxdist.objectives import masking, tasks
 
 NUM_CLASSES = 10
 
 
 def _mlp():
-  config = default().model
-  config.update(name="mlp", hidden=(16, 12))
-  model = models.build(config, (8,), NUM_CLASSES)
-  return model, tasks.classification(model, lambda x, rng, train: x)
+  model = models.build("mlp", (8,), NUM_CLASSES, hidden=(16, 12))
+  return model, tasks.classification(model)
 
 
 def _batch(step=0):
@@ -77,7 +76,7 @@ def test_dpf_feeds_gradients_back_to_pruned_weights(method):
   weights, _ = deployed(params, state)
   assert np.all(np.asarray(weights["Dense_1"]["kernel"])[mask == 0] == 0)
   sums = task.evaluate(params, state, {**batch, "mask": np.ones(6, np.float32)})
-  plain = tasks.classification(_mlp()[0], lambda x, rng, train: x)
+  plain = tasks.classification(_mlp()[0])
   assert float(sums["loss"]) == pytest.approx(
       float(plain.evaluate(weights, state["model"], {**batch, "mask": np.ones(6)})["loss"]))
 
@@ -98,7 +97,7 @@ def test_learned_masks_use_the_straight_through_estimator(tmp_path):
   batch = _batch()
   grads, (_, metrics) = jax.grad(task.loss, has_aux=True)(scores, state, batch, None)
   weights, _ = deployed(scores, state)
-  plain = tasks.classification(_mlp()[0], lambda x, rng, train: x)
+  plain = tasks.classification(_mlp()[0])
   weight_grads = jax.grad(lambda w: plain.loss(w, {}, batch, None)[0])(weights)
   for name in scores:
     layer = name.split("/")[0]
@@ -113,7 +112,7 @@ def _runs_agree(data_dir, tmp_path, **sections):
   results = {}
   for backend in ("simulated", "shard_map"):
     config = tiny_config(data_dir, workers={"backend": backend, "num_workers": 8}, **sections)
-    results[backend] = train.run(config, str(tmp_path / backend))
+    results[backend] = run(config, str(tmp_path / backend))
   for key in ("train/loss", "test/accuracy", "train/masking/sparsity"):
     assert results["simulated"][key] == pytest.approx(results["shard_map"][key], rel=1e-5)
   return results["simulated"]
@@ -130,21 +129,21 @@ def test_dpf_under_local_sgd_simulated_and_on_devices(data_dir, tmp_path):
 
 def test_learned_masks_run_from_a_pretrained_workdir_and_resume(data_dir, tmp_path):
   pretrain = tiny_config(data_dir)
-  train.run(pretrain, str(tmp_path / "pretrain"))
+  run(pretrain, str(tmp_path / "pretrain"))
   config = tiny_config(data_dir, masking={"name": "learned"}, data={"relabel": "parity"},
                        model={"pretrained": str(tmp_path / "pretrain" / "model.npz")},
                        optim={"optimizer": "adam", "base_lr": 0.01, "weight_decay": 0.0},
                        checkpoint={"keep": 5})
-  unbroken = train.run(config, str(tmp_path / "unbroken"))
+  unbroken = run(config, str(tmp_path / "unbroken"))
   assert 0 < unbroken["train/masking/sparsity"] < 0.2
   masks = np.load(tmp_path / "unbroken" / "masks.npz")
   assert sum(masks[k].nbytes for k in masks) == sum(-(-n // 8) for n in (64 * 32, 32 * 2))
-  train.run(config, str(tmp_path / "interrupted"))
+  run(config, str(tmp_path / "interrupted"))
   for step in ("8", "12"):
     import shutil
     shutil.rmtree(tmp_path / "interrupted" / "checkpoints" / step)
   os.remove(tmp_path / "interrupted" / "model.npz")
-  resumed = train.run(config, str(tmp_path / "interrupted"))
+  resumed = run(config, str(tmp_path / "interrupted"))
   assert resumed["test/accuracy"] == unbroken["test/accuracy"]
   a = np.load(tmp_path / "unbroken" / "model.npz")
   b = np.load(tmp_path / "interrupted" / "model.npz")
@@ -156,7 +155,10 @@ def test_learned_masks_run_from_a_pretrained_workdir_and_resume(data_dir, tmp_pa
 
 @pytest.mark.parametrize("sections, message", [
     ({"masking": {"name": "prune"}}, r"masking.name: unknown value 'prune'"),
-    ({"masking": {"name": "dpf", "sparsity": 1.0}}, r"masking.sparsity: 1.0 is not a fraction"),
+    ({"masking": {"name": "dpf", "recompute_every": 0}}, r"masking.recompute_every: must be >= 1"),
+    ({"masking": {"name": "learned", "initial_sparsity": 1.5},
+      "model": {"pretrained": "x.npz"}}, r"masking.initial_sparsity: 1.5 is not in"),
+    ({"masking": {"name": "dpf", "sparsity": 1.0}}, r"masking.sparsity: 1.0 is not in \[0, 1\)"),
     ({"masking": {"name": "learned"}}, r"model.pretrained: learned masks need pretrained"),
     ({"masking": {"name": "dpf"}, "optim": {"decay_at": (0.5,)}},
      r"masking.ramp_end: the learning rate has no second decay"),
@@ -166,4 +168,11 @@ def test_learned_masks_run_from_a_pretrained_workdir_and_resume(data_dir, tmp_pa
 ])
 def test_bad_masking_settings_are_refused(data_dir, tmp_path, sections, message):
   with pytest.raises(ConfigError, match=message):
-    train.run(tiny_config(data_dir, **sections), str(tmp_path / "run"))
+    run(tiny_config(data_dir, **sections), str(tmp_path / "run"))
+
+
+def test_masking_arguments_are_named():
+  with pytest.raises(ArgumentError, match=r"method: unknown value 'prune'"):
+    masking.Pruning("prune", 0.5, 4, 10, NUM_CLASSES)
+  with pytest.raises(ArgumentError, match=r"sparsity: 1.0 is not in \[0, 1\)"):
+    masking.Pruning("dpf", 1.0, 4, 10, NUM_CLASSES)

@@ -6,9 +6,10 @@ import numpy as np
 import optax
 import pytest
 
-from jaxdist import recipes
-from jaxdist.config import default
-from jaxdist.errors import ConfigError
+from jaxdist.errors import ArgumentError, ConfigError
+from jaxdist.experiment import build
+from jaxdist.experiment.config import default
+from jaxdist.optim import optimizers, schedules
 
 
 def _optim(**fields):
@@ -17,11 +18,21 @@ def _optim(**fields):
   return config
 
 
+def _schedule(config, **sizes):
+  """The rate of an optim config section, as the experiment layer builds it."""
+  return build.learning_rate(config, **sizes)
+
+
+def _optimizer(config, lr, **kwargs):
+  """The optimizer of an optim config section on the rate `lr`."""
+  return build.optimizer(config, **kwargs)(lr)
+
+
 def test_linear_scaling_warmup_and_step_decay_in_samples():
   # CIFAR-like: N = 50,000, K = 16 workers x 128 = 2048 per step, base 0.1 at batch 128.
   config = _optim(base_lr=0.1, base_batch=128, warmup_epochs=5.0, decay_at=(0.5, 0.75))
   steps = 300 * 50_000 // 2048
-  lr = recipes.learning_rate(config, global_batch=2048, train_size=50_000, total_steps=steps)
+  lr = _schedule(config, global_batch=2048, train_size=50_000, total_steps=steps)
   k = 2048 / 128
   assert float(lr(0)) == pytest.approx(0.1)
   # [Lin22] App. 11.1.3: per-iteration increment (k*eta - eta) / (5N / (k*n)), n = 128.
@@ -40,7 +51,7 @@ def test_linear_scaling_warmup_and_step_decay_in_samples():
 def test_square_root_scaling_and_explicit_warmup_start():
   config = _optim(base_lr=0.1, base_batch=100, lr_scaling="sqrt", warmup_epochs=1.0,
                   warmup_start_lr=0.01, schedule="constant")
-  lr = recipes.learning_rate(config, global_batch=400, train_size=4000, total_steps=100)
+  lr = _schedule(config, global_batch=400, train_size=4000, total_steps=100)
   assert float(lr(0)) == pytest.approx(0.01)
   assert float(lr(50)) == pytest.approx(0.2)
 
@@ -51,7 +62,7 @@ def test_nesterov_forms_agree():
     hessian = jnp.diag(jnp.array([1.0, 10.0, 0.1]))
     grad = lambda x: hessian @ x
     lr, u = 0.05, 0.9
-    tx = recipes.optimizer(_optim(weight_decay=0.0, momentum=u), optax.constant_schedule(lr))
+    tx = _optimizer(_optim(weight_decay=0.0, momentum=u), optax.constant_schedule(lr))
     y = jnp.array([1.0, -2.0, 3.0])
     state = tx.init(y)
     x, v = y, jnp.zeros(3)
@@ -68,7 +79,7 @@ def test_weight_decay_skips_biases_and_normalisation_parameters():
             "norm": {"scale": jnp.ones(3), "bias": jnp.ones(3)}}
   zeros = jax.tree.map(jnp.zeros_like, params)
   for all_params in (False, True):
-    tx = recipes.optimizer(_optim(weight_decay=0.1, momentum=0.0, decay_norm_and_bias=all_params),
+    tx = _optimizer(_optim(weight_decay=0.1, momentum=0.0, decay_norm_and_bias=all_params),
                            optax.constant_schedule(1.0))
     updates, _ = tx.update(zeros, tx.init(params), params)
     assert float(updates["dense"]["kernel"][0, 0]) == pytest.approx(-0.1)
@@ -81,12 +92,34 @@ def test_weight_decay_skips_biases_and_normalisation_parameters():
     ({"decay_at": (0.75, 0.5)}, r"optim.decay_at: \(0.75, 0.5\) are not increasing"),
     ({"decay_at": (0.5, 1.2)}, r"optim.decay_at"),
     ({"warmup_epochs": 50.0}, r"optim.warmup_epochs: 50 epochs of warmup do not fit"),
-    ({"lr_scaling": "cubic"}, r"optim.lr_scaling: unknown rule 'cubic'.*'linear', 'sqrt'"),
-    ({"schedule": "sine"}, r"optim.schedule: unknown schedule 'sine'"),
+    ({"lr_scaling": "cubic"}, r"optim.lr_scaling: unknown value 'cubic'.*'linear', 'sqrt'"),
+    ({"schedule": "sine"}, r"optim.schedule: unknown value 'sine'"),
+    ({"base_lr": float("inf")}, r"optim.base_lr: inf is not a number"),
+    ({"warmup_start_lr": -0.1, "warmup_epochs": 1.0}, r"optim.warmup_start_lr: must be >= 0"),
 ])
-def test_bad_schedules_are_refused(fields, message):
+def test_bad_schedules_are_refused_with_the_field(fields, message):
   with pytest.raises(ConfigError, match=message):
-    recipes.learning_rate(_optim(**fields), global_batch=256, train_size=1000, total_steps=100)
+    _schedule(_optim(**fields), global_batch=256, train_size=1000, total_steps=100)
+
+
+def test_the_library_names_its_arguments():
+  with pytest.raises(ArgumentError, match=r"^decay_at: "):
+    schedules.learning_rate(0.1, global_batch=8, train_size=100, total_steps=10,
+                            schedule="step", decay_at=(0.9, 0.1))
+  for make, message in ((lambda: optimizers.sgd(0.1, momentum=1.5), r"momentum: 1.5 is not a"),
+                        (lambda: optimizers.adam(0.1, b2=1.5), r"b2: 1.5 is not a decay rate"),
+                        (lambda: optimizers.lars(0.1, trust_clip=(2, 1)), r"trust_clip: "),
+                        (lambda: optimizers.sgd(0.1, weight_decay=-1), r"weight_decay: must")):
+    with pytest.raises(ArgumentError, match=message):
+      make()
+
+
+def test_library_defaults_are_the_plain_methods():
+  """sgd: no momentum, no weight decay; x - lr * g."""
+  params, grads = {"kernel": jnp.ones((2, 2))}, {"kernel": jnp.full((2, 2), 3.0)}
+  tx = optimizers.sgd(0.1)
+  updates, _ = tx.update(grads, tx.init(params), params)
+  np.testing.assert_allclose(updates["kernel"], -0.3 * np.ones((2, 2)), rtol=1e-6)
 
 
 def _run(tx, params, grads_per_step):
@@ -114,8 +147,8 @@ def test_lars_agrees_with_optax_where_the_definitions_coincide():
   config = _optim(optimizer="lars", weight_decay=0.01, trust_denominator="norm_of_sum",
                   adapt_norm_and_bias=True, decay_norm_and_bias=True, nesterov=False, eps=0.0)
   reference = optax.lars(lr, weight_decay=0.01, momentum=0.9)
-  ours = recipes.lars(lr, weight_decay=0.01, momentum=0.9, trust_denominator="norm_of_sum")
-  chosen = recipes.optimizer(config, lr)
+  ours = optimizers.scale_by_lars(lr, weight_decay=0.01, momentum=0.9, trust_denominator="norm_of_sum")
+  chosen = _optimizer(config, lr)
   for a, b, c in zip(_run(reference, params, grads), _run(ours, params, grads),
                      _run(chosen, params, grads)):
     jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5), a, b)
@@ -130,7 +163,7 @@ def test_lars_thesis_form_by_hand():
   params, grads = {"kernel": w, "bias": jnp.array([1.0])}, {"kernel": g, "bias": jnp.array([2.0])}
   config = _optim(optimizer="lars", weight_decay=0.1, trust_coefficient=0.01, eps=0.0,
                   lars_momentum="lr_outside", trust_clip=(0.0, 0.05), grad_clip_value=0.5)
-  tx = recipes.optimizer(config, optax.constant_schedule(2.0))
+  tx = _optimizer(config, optax.constant_schedule(2.0))
   updates, state = tx.update(grads, tx.init(params), params)
   ratio = min(0.01 * 5.0 / (0.3 + 0.1 * 5.0), 0.05)  # 0.0625 -> clipped to 0.05
   d = np.clip(np.asarray(g + 0.1 * w), -0.5, 0.5)
@@ -139,7 +172,7 @@ def test_lars_thesis_form_by_hand():
   updates, _ = tx.update(grads, state, params)  # a = 0.9*d + d, scaled by lr*ratio
   np.testing.assert_allclose(updates["kernel"], -2.0 * ratio * 1.9 * d, rtol=1e-6)
   # The optax denominator ||g + wd*w|| gives a different step.
-  other = recipes.optimizer(_optim(optimizer="lars", weight_decay=0.1, trust_coefficient=0.01,
+  other = _optimizer(_optim(optimizer="lars", weight_decay=0.1, trust_coefficient=0.01,
                                    eps=0.0, trust_denominator="norm_of_sum", momentum=0.0),
                             optax.constant_schedule(2.0))
   other_updates, _ = other.update(grads, other.init(params), params)
@@ -150,7 +183,7 @@ def test_lars_thesis_form_by_hand():
 
 def test_lars_zero_norm_leaf_gets_ratio_one():
   params, grads = {"kernel": jnp.zeros((2, 2))}, {"kernel": jnp.ones((2, 2))}
-  tx = recipes.lars(1.0, momentum=0.0, trust_coefficient=0.001)
+  tx = optimizers.scale_by_lars(1.0, momentum=0.0, trust_coefficient=0.001)
   updates, _ = tx.update(grads, tx.init(params), params)
   np.testing.assert_allclose(updates["kernel"], -np.ones((2, 2)))
 
@@ -159,17 +192,17 @@ def test_lamb_agrees_with_optax_and_its_variants_by_hand():
   params, grads = _problem()
   lr = optax.constant_schedule(0.01)
   base = dict(optimizer="lamb", weight_decay=0.01, adapt_norm_and_bias=True, eps=1e-6)
-  reference = optax.lamb(lr, weight_decay=0.01, mask=recipes._is_weight_matrix)
-  chosen = recipes.optimizer(_optim(**base), lr)
-  custom = optax.chain(recipes.scale_by_adam(eps=1e-6),
-                       optax.add_decayed_weights(0.01, recipes._is_weight_matrix),
-                       recipes.scale_by_trust_ratio(), optax.scale_by_learning_rate(lr))
+  reference = optax.lamb(lr, weight_decay=0.01, mask=optimizers.is_weight_matrix)
+  chosen = _optimizer(_optim(**base), lr)
+  custom = optax.chain(optimizers.scale_by_adam(eps=1e-6),
+                       optax.add_decayed_weights(0.01, optimizers.is_weight_matrix),
+                       optimizers.scale_by_trust_ratio(), optax.scale_by_learning_rate(lr))
   for a, b, c in zip(_run(reference, params, grads), _run(chosen, params, grads),
                      _run(custom, params, grads)):
     jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5), a, b)
     jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5), a, c)
   # As printed in Alg. 16: eps inside the square root, no bias correction, bias left unadapted.
-  tx = recipes.optimizer(_optim(**{**base, "eps_inside_sqrt": True, "bias_correction": False,
+  tx = _optimizer(_optim(**{**base, "eps_inside_sqrt": True, "bias_correction": False,
                                    "adapt_norm_and_bias": False}), lr)
   updates, _ = tx.update(grads[0], tx.init(params), params)
   g, w = np.asarray(grads[0]["kernel"]), np.asarray(params["kernel"])
@@ -189,9 +222,9 @@ def test_trust_ratio_norms_combine_across_shards(optimizer):
   params = {"kernel": jnp.tile(params["kernel"], (4, 1))}  # [24, 4]: 3 rows per device
   grads = [{"kernel": jnp.tile(grads[0]["kernel"], (4, 1))}]
   config = _optim(optimizer=optimizer, weight_decay=0.01)
-  whole = _run(recipes.optimizer(config, optax.constant_schedule(0.1)), params, grads)[0]
+  whole = _run(_optimizer(config, optax.constant_schedule(0.1)), params, grads)[0]
   mesh = jax.sharding.Mesh(np.array(jax.devices()), ("shards",))
-  tx = recipes.optimizer(config, optax.constant_schedule(0.1), norm_axes=("shards",))
+  tx = _optimizer(config, optax.constant_schedule(0.1), norm_axes=("shards",))
 
   def sharded_step(p, g):
     return tx.update(g, tx.init(p), p)[0]
@@ -205,7 +238,7 @@ def test_polynomial_decay_and_legw_warmup():
   config = _optim(base_lr=0.1, base_batch=100, lr_scaling="sqrt", schedule="poly",
                   decay_power=1.0, warmup_epochs=0.5, warmup_scaling="legw", warmup_start_lr=0.0)
   # Batch 400 = 4x base: LEGW warms up for 4 x 0.5 = 2 epochs = 2 x 1000 / 400 = 5 steps.
-  lr = recipes.learning_rate(config, global_batch=400, train_size=1000, total_steps=25)
+  lr = _schedule(config, global_batch=400, train_size=1000, total_steps=25)
   peak = 0.1 * 2.0
   assert float(lr(0)) == 0.0 and float(lr(5)) == pytest.approx(peak)
   assert float(lr(4)) == pytest.approx(0.8 * peak)

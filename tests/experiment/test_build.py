@@ -1,0 +1,69 @@
+"""Config to library: fields handed to arguments, argument errors named as fields, derived steps."""
+
+import functools
+
+import optax
+import pytest
+
+import jaxdist
+from helpers import tiny_config
+from jaxdist.errors import ArgumentError, ConfigError
+from jaxdist.experiment import build
+from jaxdist.experiment.config import default
+
+
+def test_post_local_switch_defaults_to_the_first_decay():
+  config = default()
+  config.algo.name = "post_local_sgd"
+  config.optim.decay_at = (0.3, 0.8)
+  sizes = dict(global_batch=64, train_size=1000, total_steps=200)
+  assert build.switch_step(config, **sizes) == 60
+  config.algo.switch_epochs = 2.0
+  assert build.switch_step(config, **sizes) == 32  # ceil(2 * 1000 / 64)
+  config.algo.switch_epochs, config.optim.schedule = -1.0, "cosine"
+  with pytest.raises(ConfigError, match=r"optim.schedule: 'cosine' has no first decay"):
+    build.switch_step(config, **sizes)
+
+
+def test_phases_are_the_step_decays():
+  config = default()
+  assert build.phase_steps(config, global_batch=32, total_steps=100) == (50, 75)
+  config.optim.schedule = "constant"
+  assert build.phase_steps(config, global_batch=32, total_steps=100) == ()
+
+
+def test_argument_errors_come_back_naming_the_field():
+  with pytest.raises(ConfigError, match=r"^algo.local_steps: must be >= 1, got 0"):
+    with build.fields({"local_steps": "algo.local_steps"}):
+      jaxdist.local_sgd(lambda *a: None, learning_rate=0.1, local_steps=0)
+  with pytest.raises(ArgumentError, match=r"^local_steps: "):  # not mapped: the argument
+    with build.fields({}):
+      jaxdist.local_sgd(lambda *a: None, learning_rate=0.1, local_steps=0)
+
+
+@pytest.mark.parametrize("name, kind", [
+    ("minibatch_sgd", "MinibatchSGD"), ("local_sgd", "LocalSGD"),
+    ("post_local_sgd", "LocalSGD"), ("dsgd", "DSGD"), ("qg_dsgdm", "QGDSGDm"),
+    ("d2_plus", "D2"), ("gradient_tracking", "GradientTracking"), ("choco_sgd", "ChocoSGD")])
+def test_every_algorithm_name_builds_the_library_object(name, kind):
+  config = default()
+  config.algo.name = name
+  algorithm = build.algorithm(config, lambda *a: None, optax.constant_schedule(0.1),
+                              phase_steps=(50, 75), switch_step=10)
+  assert type(algorithm).__name__ == kind
+
+
+def test_a_config_run_is_the_library_run_with_the_same_pieces(data_dir):
+  """The experiment layer only maps fields: its runner, driven by hand, gives its numbers."""
+  config = tiny_config(data_dir, train={"num_steps": 8}, eval={"every_steps": 0},
+                       checkpoint={"every_steps": 0})
+  experiment = build.Experiment(config)
+  params, model_state = experiment.initial_model()
+  by_config = experiment.runner.fit(params, model_state, num_steps=8, progress=False)
+  optimizer = functools.partial(jaxdist.optim.sgd, momentum=0.9, nesterov=True,
+                                weight_decay=1e-4)
+  algorithm = jaxdist.local_sgd(experiment.task.loss, optimizer,
+                                learning_rate=experiment.learning_rate, local_steps=4)
+  by_hand = jaxdist.train(algorithm, params, model_state, data=experiment.runner.data,
+                          num_steps=8, num_workers=4, steps_per_chunk=4, progress=False)
+  assert by_config.final["train/loss"] == by_hand.final["train/loss"]
