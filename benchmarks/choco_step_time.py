@@ -20,16 +20,16 @@ import time
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                            " --xla_force_host_platform_device_count=8").strip()
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import optax  # noqa: E402
-from jax import lax  # noqa: E402
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import lax
 
-from jaxdist import algorithms, recipes  # noqa: E402
-from jaxdist.config import default  # noqa: E402
-from jaxdist.train import compiler_options  # noqa: E402
-from jaxdist.workers import SHARED, make_workers  # noqa: E402
+from jaxdist import algorithms, recipes
+from jaxdist.config import default
+from jaxdist.train import compiler_options
+from jaxdist.workers import SHARED, make_workers
 
 BATCH, CYCLE = 32, 4  # per-worker batch; distinct batches per worker, cycled through
 

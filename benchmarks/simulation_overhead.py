@@ -17,10 +17,10 @@ import os
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                            " --xla_force_host_platform_device_count=8").strip()
 
-import jax  # noqa: E402
+import jax
 
-from jaxdist.config import default  # noqa: E402
-from timing import Case, measure  # noqa: E402
+from jaxdist.experiment.config import default
+from timing import Case, measure
 
 STEPS = 50
 

@@ -1,29 +1,35 @@
-"""Timing of the jitted training chunk that `launch` runs, shared by the benchmarks."""
+"""Timing of the jitted training chunk that `launch` runs (the library's `Runner`), shared by the
+benchmarks."""
 
 import time
 
 import jax
 import numpy as np
 
-from jaxdist.train import Trainer
+from jaxdist.experiment import Experiment
 
 
 class Case:
   """One compiled chunk of `steps` steps with its state and batches, ready to be timed."""
 
   def __init__(self, config, steps: int):
-    self.trainer, self.steps = Trainer(config), steps
+    self.experiment = Experiment(config)
+    self.runner, self.steps = self.experiment.runner, steps
+    params, model_state = self.experiment.initial_model()
+    self.state, self.batches = self.runner.init(params, model_state), self.runner.batches(0, steps)
     started = time.perf_counter()
-    self.trainer.compile(steps)
+    self.runner.compile(self.runner.abstract_state(params, model_state),
+                        jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
+                                                                    sharding=x.sharding),
+                                     self.batches))
     self.compile_seconds = time.perf_counter() - started
     self.examples = steps * config.workers.num_workers * config.data.batch_size
-    self.state, self.batches = self.trainer.init(), self.trainer.batches(0, steps)
     self.times = []
     self.run()  # warm-up
 
   def run(self) -> float:
     started = time.perf_counter()
-    self.state, metrics = self.trainer.train(self.state, self.batches)
+    self.state, metrics = self.runner.train(self.state, self.batches)
     jax.block_until_ready((self.state, metrics))
     return time.perf_counter() - started
 

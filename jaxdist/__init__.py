@@ -11,13 +11,18 @@ Algorithms (`local_sgd`, `choco_sgd`, ...) are built from plain arguments and a 
 `MultiProcess`).
 """
 
-from jaxdist import (algorithms, communication, core, data, models, objectives, optim,
-                     training)
+from jaxdist import algorithms, communication, core, data, models, objectives, optim, training
 from jaxdist.algorithms import extrapolation
-from jaxdist.algorithms.decentralized import (ConsensusControl, choco_sgd, d2, d2_plus, dsgd,
-                                              gradient_tracking, qg_dsgdm)
-from jaxdist.algorithms.local_sgd import (hierarchical_local_sgd, local_sgd, post_local_sgd,
-                                          sign_sgd)
+from jaxdist.algorithms.decentralized import (
+                     ConsensusControl,
+                     choco_sgd,
+                     d2,
+                     d2_plus,
+                     dsgd,
+                     gradient_tracking,
+                     qg_dsgdm,
+)
+from jaxdist.algorithms.local_sgd import hierarchical_local_sgd, local_sgd, post_local_sgd, sign_sgd
 from jaxdist.algorithms.minibatch import minibatch_sgd
 from jaxdist.communication import compression, topology
 from jaxdist.core import collectives

@@ -23,18 +23,18 @@ from typing import NamedTuple
 
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_experimental_ynn_fusion_type=")
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import optax  # noqa: E402
-import scipy.optimize  # noqa: E402
-from jax import lax  # noqa: E402
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import scipy.optimize
+from jax import lax
 
-from jaxdist import algorithms, topology  # noqa: E402
-from jaxdist import config as config_lib  # noqa: E402
-from jaxdist.compression import Compressor  # noqa: E402
-from jaxdist.gossip import Gossip, consensus_distance  # noqa: E402
-from jaxdist.workers import PER_WORKER, SHARED, make_workers  # noqa: E402
+from jaxdist import algorithms, topology
+from jaxdist import config as config_lib
+from jaxdist.compression import Compressor
+from jaxdist.gossip import Gossip, consensus_distance
+from jaxdist.workers import PER_WORKER, SHARED, make_workers
 
 N_WORKERS, N, D, BATCH = 8, 8000, 300, 16
 COMPRESSORS = [  # name, algo config fields, gamma grid

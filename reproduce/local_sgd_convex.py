@@ -19,16 +19,16 @@ import os
 
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_experimental_ynn_fusion_type=")
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import optax  # noqa: E402
-import scipy.optimize  # noqa: E402
-from jax import lax  # noqa: E402
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import scipy.optimize
+from jax import lax
 
-from jaxdist.algorithms.local_sgd import LocalSGD  # noqa: E402
-from jaxdist.partition import Sampler  # noqa: E402
-from jaxdist.workers import SHARED, make_workers  # noqa: E402
+from jaxdist.algorithms.local_sgd import LocalSGD
+from jaxdist.partition import Sampler
+from jaxdist.workers import SHARED, make_workers
 
 K, COMMUNICATION_COST, MAX_STEPS = 16, 25, 3000
 TARGET = 0.005
@@ -68,7 +68,7 @@ def solve(a, b, lam):
   return result.fun
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def trajectory_fn(batch, local_steps, decaying):
   """Jitted: step-size parameter c -> objective of the averaged model after every step."""
   workers = make_workers((K,), ("workers",), "simulated")
@@ -148,7 +148,7 @@ def main():
   best = min(times.values())
   print(f"{'(B_loc, H)':>12} {'time units':>12} {'relative to best':>17}")
   for (batch, local_steps), time in times.items():
-    print(f"{str((batch, local_steps)):>12} {time:>12,.0f} {time / best:>17.2f}")
+    print(f"{(batch, local_steps)!s:>12} {time:>12,.0f} {time / best:>17.2f}")
   ratio_64 = times[(64, 1)] / times[(16, 16)]
   ratio_256 = times[(256, 1)] / times[(16, 16)]
   print(f"\nours: (16,16) is {ratio_64:.1f}x faster than (64,1) and {ratio_256:.1f}x faster than "

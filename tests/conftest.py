@@ -5,7 +5,7 @@ import os
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                            " --xla_force_host_platform_device_count=8").strip()
 
-import jax  # noqa: E402  (must follow the XLA_FLAGS line)
+import jax
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 

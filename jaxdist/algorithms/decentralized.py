@@ -31,7 +31,8 @@ Bits sent per worker per step: each gossip round sends the worker's message to e
 an all-reduce (the complete graph) counts one model.
 """
 
-from typing import Any, Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp

@@ -24,7 +24,8 @@ Communication, counted in metrics as bits sent per worker: d fp32 numbers per av
 step for mini-batch SGD), d bits plus one fp32 per tensor for a sign-compressed averaging.
 """
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp

@@ -101,8 +101,8 @@ def any_process(flag: bool, mesh: Mesh | None) -> bool:
   if jax.process_count() == 1:
     return flag
   devices = Mesh(np.asarray(mesh.devices).ravel(), ("all",))
-  votes = jax.make_array_from_callback((devices.size,), NamedSharding(devices, PartitionSpec("all")),
-                                       lambda _: np.asarray([flag]))
+  votes = jax.make_array_from_callback(
+      (devices.size,), NamedSharding(devices, PartitionSpec("all")), lambda _: np.asarray([flag]))
   return bool(_any(votes))
 
 

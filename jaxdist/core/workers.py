@@ -37,7 +37,7 @@ from jaxdist.core import collectives
 from jaxdist.core.state import PER_WORKER, SHARED
 from jaxdist.errors import ArgumentError
 
-__all__ = ["PER_WORKER", "SHARED", "Comm", "GridDim", "Workers", "simulated", "sharded"]
+__all__ = ["PER_WORKER", "SHARED", "Comm", "GridDim", "Workers", "sharded", "simulated"]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -176,7 +176,8 @@ def _to_arrays(source, input_key: str, label_key: str) -> dict[str, np.ndarray]:
           "label": np.asarray([r[label_key] for r in records], np.int32)}
 
 
-def preprocessor(dataset: Dataset, augment: str) -> Callable[[jax.Array, jax.Array, bool], jax.Array]:
+def preprocessor(dataset: Dataset,
+                 augment: str) -> Callable[[jax.Array, jax.Array, bool], jax.Array]:
   """`preprocess(x, rng, train)`: standardise with training-set statistics; optionally augment
   training images with a random 4-pixel-padded crop and horizontal flip."""
   check_choice("augment", augment, AUGMENTATIONS)

@@ -29,7 +29,8 @@ from jaxdist.data import datasets, partition
 from jaxdist.data.sources import from_arrays
 from jaxdist.errors import ArgumentError, ConfigError
 from jaxdist.experiment import config as config_lib
-from jaxdist.models import MODELS, Model, build as build_model, pretrained
+from jaxdist.models import MODELS, Model, pretrained
+from jaxdist.models import build as build_model
 from jaxdist.objectives import masking, tasks
 from jaxdist.optim import optimizers, schedules
 from jaxdist.training.runner import Runner

@@ -1,4 +1,7 @@
-"""Plots training curves from workdirs: `python -m jaxdist.experiment.plot WORKDIR [WORKDIR ...] --out F.png`."""
+"""Plots training curves from workdirs.
+
+  python -m jaxdist.experiment.plot WORKDIR [WORKDIR ...] --out F.png
+"""
 
 import argparse
 import os
@@ -6,9 +9,9 @@ import os
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from jaxdist.experiment.writers import read_metrics  # noqa: E402
+from jaxdist.experiment.writers import read_metrics
 
 PANELS = (("train/loss", "training loss"), ("train/accuracy", "training accuracy"),
           ("test/accuracy", "test accuracy"))

@@ -17,7 +17,7 @@ import numpy as np
 from jaxdist import models
 from jaxdist.core import distributed
 from jaxdist.errors import UserError
-from jaxdist.experiment.build import Experiment, fields, RUN_FIELDS, validate
+from jaxdist.experiment.build import RUN_FIELDS, Experiment, fields, validate
 from jaxdist.experiment.writers import MetricWriter
 from jaxdist.objectives import masking
 

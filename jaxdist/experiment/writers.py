@@ -24,7 +24,7 @@ class MetricWriter:
     kept = [r for r in read_metrics(self.workdir) if r["step"] < first_step]
     with open(self.path, "w") as f:
       f.writelines(json.dumps(r) + "\n" for r in kept)
-    self._file = open(self.path, "a")
+    self._file = open(self.path, "a")  # noqa: SIM115 (kept open for the run, closed in close())
     self._tensorboard = SummaryWriter(os.path.join(self.workdir, "tensorboard"),
                                       purge_step=first_step)
 

@@ -1,9 +1,10 @@
 """Masking: dynamic pruning with feedback and learned binary masks ([Lin22] ch. 6-7, App. 15-16).
 
 Masking transforms the objective, not the training algorithm: `Pruning(...).wrap(model, task)`
-and `LearnedMask(...).wrap(model, task)` turn a (model, task) pair into one whose forward pass sees masked weights, and keeps the mask state in `model_state`
-({"model": the model's own state, "mask": MaskState}), which every algorithm already carries per
-worker, never averages, and checkpoints. Mini-batch, local and decentralized SGD train the result
+and `LearnedMask(...).wrap(model, task)` turn a (model, task) pair into one whose forward pass
+sees masked weights, and keep the mask state in `model_state` ({"model": the model's own state,
+"mask": MaskState}), which every algorithm already carries per worker, never averages, and
+checkpoints. Mini-batch, local and decentralized SGD train the result
 without knowing.
 
 Pruning (`dpf`, `incremental`, `one_shot`; ch. 6):

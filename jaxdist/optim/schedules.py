@@ -93,7 +93,8 @@ def learning_rate(base_lr: float, *, global_batch: int, train_size: int, total_s
   return lambda step: per_sample(step * global_batch)
 
 
-def decay_steps(decay_at: Sequence[float], *, global_batch: int, total_steps: int) -> tuple[int, ...]:
+def decay_steps(decay_at: Sequence[float], *, global_batch: int,
+                total_steps: int) -> tuple[int, ...]:
   """First steps of the learning-rate phases after the first: where a step schedule decays."""
   total = total_steps * global_batch
   return tuple(math.ceil(round(f * total) / global_batch) for f in decay_at)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -190,9 +189,11 @@ class Runner:
 
   def _replicated(self, tree: PyTree) -> PyTree:
     """Host values as arrays every device holds whole (every process gives the same values)."""
-    shardings = self.workers.shardings(SHARED, tree)
-    return jax.tree.map(lambda x, s: jax.make_array_from_callback(
-        np.shape(x), s, lambda index, x=np.asarray(x): x[index]), tree, shardings)
+    def place(x, sharding):
+      x = np.asarray(x)
+      return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+    return jax.tree.map(place, tree, self.workers.shardings(SHARED, tree))
 
   # -- training ----------------------------------------------------------------------------------
 

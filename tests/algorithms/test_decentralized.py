@@ -10,8 +10,8 @@ import pytest
 from jax import lax
 
 import jaxdist
-from helpers import (LR, assert_same, linear_regression_loss as loss, make_workers,
-                     regression_data, run_algorithm, sgd)
+from helpers import LR, assert_same, make_workers, regression_data, run_algorithm, sgd
+from helpers import linear_regression_loss as loss
 from jaxdist.algorithms.base import bits_per_model
 from jaxdist.algorithms.decentralized import ChocoGossip, ConsensusControl
 from jaxdist.communication import topology

@@ -9,11 +9,11 @@ import optax
 import pytest
 
 import jaxdist
-from helpers import (LR, assert_same as _same, linear_regression_loss as loss, regression_data,
-                     run_algorithm, sgd)
+from helpers import LR, regression_data, run_algorithm, sgd
+from helpers import assert_same as _same
+from helpers import linear_regression_loss as loss
 from jaxdist.algorithms.base import bits_per_model
-from jaxdist.algorithms.extrapolation import (AdamDirection, FilterNoise, GradientNoise,
-                                              PastGradient)
+from jaxdist.algorithms.extrapolation import AdamDirection, FilterNoise, GradientNoise, PastGradient
 from jaxdist.algorithms.local_sgd import Hierarchical, LocalSGD, Periodic, PostLocal
 from jaxdist.algorithms.local_sgd.sign import bits_per_sign_message
 from jaxdist.errors import ArgumentError

@@ -56,7 +56,7 @@ def test_complete_graph_gossip_is_the_all_reduce_mean(exchange):
 
 def test_ring_on_a_mesh_is_neighbour_exchange_not_all_gather():
   """A sparse static graph costs O(degree * d) per worker: collective-permutes only."""
-  gossip, workers, mix = _mixer("ring", 16, "auto", "shard_map")
+  gossip, _, mix = _mixer("ring", 16, "auto", "shard_map")
   assert gossip.exchange == "shift"
   hlo = mix.lower(_values(16), jnp.int32(0)).as_text()
   assert "collective_permute" in hlo or "collective-permute" in hlo

@@ -1,6 +1,7 @@
 """`python -m launch`: one clear line for bad input, SIGTERM saves a checkpoint and exits."""
 
 import ast
+import contextlib
 import os
 import re
 import signal
@@ -35,11 +36,12 @@ def _launch(*args, **popen):
     (["--config.algo.local_steps=two"],
      "error: config.algo.local_steps: cannot use 'two' (invalid literal for int() with base 10: "
      "'two') (allowed: a value of type int)"),
-    (["--config.algo.local_steps=0"], "error: algo.local_steps: must be >= 1, got 0 (allowed: >= 1)"),
+    (["--config.algo.local_steps=0"],
+     "error: algo.local_steps: must be >= 1, got 0 (allowed: >= 1)"),
 ])
 def test_bad_input_ends_with_one_line(tmp_path, args, message):
   process = _launch("--config", QUICKSTART, "--workdir", str(tmp_path / "run"), *args)
-  out, err = process.communicate(timeout=120)
+  _, err = process.communicate(timeout=120)
   assert process.returncode == 2
   assert err.strip() == message, err
   assert not os.path.exists(tmp_path / "run")
@@ -51,10 +53,8 @@ def _quickstart(*fields):
   for field in fields:
     name, value = field.split("=", 1)
     section, key = name.split(".")
-    try:
+    with contextlib.suppress(ValueError, SyntaxError):
       value = ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-      pass
     config[section][key] = value
   return config
 

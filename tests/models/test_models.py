@@ -1,11 +1,10 @@
 """Models as pure functions: shapes, sizes, and BatchNorm state that only training updates."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-import flax.linen as nn
 
 from jaxdist import models
 from jaxdist.errors import ArgumentError

@@ -57,7 +57,8 @@ def test_square_root_scaling_and_explicit_warmup_start():
 
 
 def test_nesterov_forms_agree():
-  """PyTorch's Nesterov iterate y_t equals the thesis's look-ahead form x_t + u v_t ([Lin22] §3.5)."""
+  """PyTorch's Nesterov iterate y_t equals the thesis's look-ahead form x_t + u v_t ([Lin22]
+  §3.5)."""
   with jax.enable_x64(True):
     hessian = jnp.diag(jnp.array([1.0, 10.0, 0.1]))
     grad = lambda x: hessian @ x
@@ -147,7 +148,8 @@ def test_lars_agrees_with_optax_where_the_definitions_coincide():
   config = _optim(optimizer="lars", weight_decay=0.01, trust_denominator="norm_of_sum",
                   adapt_norm_and_bias=True, decay_norm_and_bias=True, nesterov=False, eps=0.0)
   reference = optax.lars(lr, weight_decay=0.01, momentum=0.9)
-  ours = optimizers.scale_by_lars(lr, weight_decay=0.01, momentum=0.9, trust_denominator="norm_of_sum")
+  ours = optimizers.scale_by_lars(lr, weight_decay=0.01, momentum=0.9,
+                                  trust_denominator="norm_of_sum")
   chosen = _optimizer(config, lr)
   for a, b, c in zip(_run(reference, params, grads), _run(ours, params, grads),
                      _run(chosen, params, grads)):

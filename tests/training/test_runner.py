@@ -11,7 +11,8 @@ import optax
 import pytest
 
 import jaxdist
-from helpers import LR, linear_regression_loss as loss, per_step, regression_data, sgd
+from helpers import LR, per_step, regression_data, sgd
+from helpers import linear_regression_loss as loss
 from jaxdist.errors import ArgumentError
 
 K = 4

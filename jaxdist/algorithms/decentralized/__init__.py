@@ -17,10 +17,27 @@ from jaxdist.algorithms.decentralized.quasi_global import QGDSGDm
 from jaxdist.communication.compression import Compressor
 from jaxdist.communication.topology import Topology
 
-__all__ = ["D2", "D2State", "DSGD", "ChocoGossip", "ChocoSGD", "ChocoState", "ConsensusControl",
-           "Decentralized", "DecentralizedState", "GossipOnce", "GradientTracking", "QGDSGDm",
-           "TrackingState", "choco_sgd", "d2", "d2_plus", "dsgd", "gradient_tracking",
-           "qg_dsgdm"]
+__all__ = [
+  "D2",
+  "DSGD",
+  "ChocoGossip",
+  "ChocoSGD",
+  "ChocoState",
+  "ConsensusControl",
+  "D2State",
+  "Decentralized",
+  "DecentralizedState",
+  "GossipOnce",
+  "GradientTracking",
+  "QGDSGDm",
+  "TrackingState",
+  "choco_sgd",
+  "d2",
+  "d2_plus",
+  "dsgd",
+  "gradient_tracking",
+  "qg_dsgdm",
+]
 
 
 def dsgd(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *, learning_rate=None,

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import optax
 
-from jaxdist.algorithms.base import LossFn, Optimizer
+from jaxdist.algorithms.base import LossFn, Optimizer, resolve_optimizer
 from jaxdist.algorithms.extrapolation import Extrapolation
-from jaxdist.algorithms.local_sgd.averaging import Averaging, GlobalMomentum, ModelAverage
 from jaxdist.algorithms.local_sgd.algorithm import LocalSGD, LocalSGDState
+from jaxdist.algorithms.local_sgd.averaging import Averaging, GlobalMomentum, ModelAverage
 from jaxdist.algorithms.local_sgd.schedules import Hierarchical, Periodic, PostLocal
 from jaxdist.algorithms.local_sgd.sign import SignAveraging, sign_steps
-from jaxdist.algorithms.base import resolve_optimizer
 from jaxdist.errors import check_at_least
 
 __all__ = ["Averaging", "GlobalMomentum", "Hierarchical", "LocalSGD", "LocalSGDState",
