@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench clean
+.PHONY: demo test lint docs bench clean
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -16,11 +16,18 @@ demo: $(VENV)/.installed
 	$(BIN)/python -m launch --config configs/quickstart.py:minibatch --workdir runs/quickstart_minibatch
 	$(BIN)/python -m jaxdist.experiment.plot runs/quickstart runs/quickstart_minibatch --out runs/quickstart.png
 
-test: $(VENV)/.installed
+test: lint
 	$(BIN)/python -m pytest -n 2 -q
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+
+# The API reference, built from the docstrings, in docs/api/index.html.
+docs: $(VENV)/.installed
+	$(BIN)/python -m pdoc jaxdist --docformat google -o docs/api
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/simulation_overhead.py
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs docs/api

@@ -14,8 +14,9 @@ import contextlib
 import io
 import tempfile
 
-from jaxdist import overrides, train
-from jaxdist.writers import read_metrics
+from jaxdist import experiment
+from jaxdist.experiment import overrides
+from jaxdist.experiment.writers import read_metrics
 
 METHODS = [("mini-batch SGD", "algo=minibatch_sgd"), ("local SGD, H = 2", "algo=local_sgd,H=2"),
            ("local SGD, H = 4", "algo=local_sgd,H=4"), ("local SGD, H = 16", "algo=local_sgd,H=16"),
@@ -30,7 +31,7 @@ def to_target(variant: str, target: float, data_dir: str):
   config.eval.every_steps = 50
   with tempfile.TemporaryDirectory() as workdir:
     with contextlib.redirect_stdout(io.StringIO()):
-      train.run(config, workdir)
+      experiment.run(config, workdir)
     seconds, samples = 0.0, 0
     for record in read_metrics(workdir):
       seconds += (record["samples"] - samples) / record["perf/examples_per_second"]

@@ -18,7 +18,7 @@ import tempfile
 import jax
 
 from jaxdist import models
-from jaxdist.config import default
+from jaxdist.experiment.config import default
 from timing import Case, measure
 
 STEPS = 64  # a multiple of 16: every chunk holds the same number of mask recomputes
@@ -64,7 +64,7 @@ def main():
         cases.append(Case(_config(k, args.batch, masking, every, pretrained, args.data_dir),
                           STEPS))
         if not os.path.exists(pretrained):  # the weights learned masks freeze: a fresh dense init
-          models.save(pretrained, *cases[0].trainer.model.init(jax.random.PRNGKey(0)))
+          models.save(pretrained, *cases[0].experiment.model.init(jax.random.PRNGKey(0)))
       measure(cases, args.repeats)
       base = cases[0].seconds_per_step
       cells = " | ".join(f"{1e3 * c.seconds_per_step:>6.2f} ms {c.seconds_per_step / base:>4.2f}x"

@@ -22,7 +22,9 @@ import tempfile
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from jaxdist import datasets, overrides, train
+from jaxdist import experiment
+from jaxdist.data import datasets
+from jaxdist.experiment import overrides
 
 CONFIG = "configs/masking/learned_mnist1d.py"
 EPOCHS = {"mnist1d": (100.0, 30.0), "mnist1d_large": (10.0, 5.0)}  # pretraining, task
@@ -45,7 +47,7 @@ def run(variant: str, workdir: str, args, seed: int = 0, pretrained: str = "") -
   config.model.pretrained = pretrained
   config.seed = seed
   with contextlib.redirect_stdout(io.StringIO()):
-    result = train.run(config, workdir)
+    result = experiment.run(config, workdir)
   sizes = {name: os.path.getsize(os.path.join(workdir, name))
            for name in ("masks.npz", "model.npz") if os.path.exists(os.path.join(workdir, name))}
   return {**result, "bytes": sizes.get("masks.npz", sizes["model.npz"]),

@@ -16,7 +16,8 @@ import tempfile
 
 import numpy as np
 
-from jaxdist import overrides, train
+from jaxdist import experiment
+from jaxdist.experiment import overrides
 
 CONFIG = "configs/local_sgd/cifar10_resnet20.py"
 H = 16
@@ -36,7 +37,7 @@ def run(variant: str, seed: int, data_dir: str) -> dict:
   config.train.num_epochs = 30.0
   config.seed = seed
   with tempfile.TemporaryDirectory() as workdir, contextlib.redirect_stdout(io.StringIO()):
-    return train.run(config, workdir)
+    return experiment.run(config, workdir)
 
 
 def main():

@@ -19,7 +19,8 @@ import tempfile
 
 import numpy as np
 
-from jaxdist import overrides, train
+from jaxdist import experiment
+from jaxdist.experiment import overrides
 
 CONFIG = "configs/masking/cifar10_resnet20.py"
 EPOCHS = {"mnist1d": 100.0, "mnist1d_large": 10.0}  # 3,125 steps of 128 either way
@@ -36,7 +37,7 @@ def run(method: str, sparsity: float, seed: int, data: str, data_dir: str) -> di
   config.train.num_epochs = EPOCHS[data]
   config.seed = seed
   with tempfile.TemporaryDirectory() as workdir, contextlib.redirect_stdout(io.StringIO()):
-    return train.run(config, workdir)
+    return experiment.run(config, workdir)
 
 
 def cell(results: list[dict]) -> str:

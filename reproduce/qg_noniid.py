@@ -18,7 +18,8 @@ import tempfile
 
 import numpy as np
 
-from jaxdist import overrides, train
+from jaxdist import experiment
+from jaxdist.experiment import overrides
 
 CONFIG = "configs/decentralized/cifar10_resnet20.py"
 ROWS = [  # name, config variant, momentum, thesis test accuracy by alpha (Table 9.1, ResNet-BN-20)
@@ -43,7 +44,7 @@ def run(variant: str, alpha: float, momentum: float, lr: float, seed: int, epoch
   config.eval.every_steps = 0  # only at the end
   config.seed = seed
   with tempfile.TemporaryDirectory() as workdir, contextlib.redirect_stdout(io.StringIO()):
-    return train.run(config, workdir)
+    return experiment.run(config, workdir)
 
 
 def main():

@@ -13,7 +13,8 @@ import tempfile
 
 import numpy as np
 
-from jaxdist import overrides, train
+from jaxdist import experiment
+from jaxdist.experiment import overrides
 
 CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "quickstart.py")
 
@@ -28,7 +29,7 @@ def main():
       config = overrides.load(CONFIG + (f":{variant}" if variant else ""))
       config.seed = seed
       with tempfile.TemporaryDirectory() as workdir, contextlib.redirect_stdout(io.StringIO()):
-        result = train.run(config, workdir)
+        result = experiment.run(config, workdir)
       results.setdefault(name, []).append(result)
   print(f"{'method':16} {'test accuracy (mean ± std over seeds)':>40} {'bits sent per worker':>22}")
   for name, runs in results.items():

@@ -6,7 +6,6 @@ convolutional models read a rank-1 example as one channel). Convolutions use He 
 the ResNet classifier N(0, 0.01^2), as in the thesis's setups ([Lin22] App. 11.1).
 """
 
-from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple

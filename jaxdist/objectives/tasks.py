@@ -1,6 +1,5 @@
 """Training objectives as pure functions: what an algorithm differentiates and evaluates."""
 
-from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, NamedTuple
