@@ -24,7 +24,7 @@ lint: $(VENV)/.installed
 
 # The API reference, built from the docstrings, in docs/api/index.html.
 docs: $(VENV)/.installed
-	$(BIN)/python -m pdoc jaxdist --docformat google -o docs/api
+	$(BIN)/python -m pdoc jaxdist jaxdist.experiment --docformat google -o docs/api
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/simulation_overhead.py

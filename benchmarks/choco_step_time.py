@@ -3,17 +3,20 @@
 Logistic regression (d features + bias, synthetic binary labels) on n workers in a ring, batch 32
 per worker, Nesterov SGD; each worker runs the local step and one gossip round per iteration.
 Workers are simulated on one device (vmap) or spread over 8 fake CPU devices (shard_map). Each
-timed call is one jitted lax.scan of --steps iterations; the time per iteration is the median
-over --repeats calls (taken in turns) divided by --steps. The consensus distance is not measured
-(algo.measure_consensus=False): it is an extra all-reduce that neither method needs.
+timed call is one chunk of the library's runner, one jitted lax.scan of --steps iterations; the
+time per iteration is the median over --repeats calls (taken in turns) divided by --steps. The
+consensus distance is not measured (measure_consensus=False): it is an extra all-reduce that
+neither method needs.
 
-Bits: the `comm/bits_sent` metric of one worker in one round, and the count by hand for top-1%:
-per tensor 2 * 32 * max(1, floor(size / 100)) bits (values and indices), to 2 ring neighbours.
+Bits: the `comm/bits_sent` metric in one round (the runner's mean over the workers, who all send
+the same on a ring), and the count by hand for top-1%: per tensor
+2 * 32 * max(1, floor(size / 100)) bits (values and indices), to 2 ring neighbours.
 
   python benchmarks/choco_step_time.py [--workers 8 16 64] [--dim 2000] [--steps 50]
 """
 
 import argparse
+import functools
 import os
 import time
 
@@ -24,14 +27,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax import lax
 
-from jaxdist import algorithms, recipes
-from jaxdist.config import default
-from jaxdist.train import compiler_options
-from jaxdist.workers import SHARED, make_workers
+import jaxdist
+from jaxdist import compression, topology
 
 BATCH, CYCLE = 32, 4  # per-worker batch; distinct batches per worker, cycled through
+NESTEROV = functools.partial(jaxdist.optim.sgd, momentum=0.9, nesterov=True, weight_decay=1e-4)
+LAYOUTS = {"simulated": jaxdist.Simulated(), "shard_map": jaxdist.Sharded()}
 
 
 def logistic_loss(params, model_state, batch, rng):
@@ -47,52 +49,38 @@ def analytic_bits(params):
 
 
 class Case:
-  """One algorithm on n workers, compiled, with its state and data on the devices."""
+  """One algorithm on n workers: the runner's chunk, compiled, with its state and batches on the
+  devices."""
 
   def __init__(self, name, n, backend, dim, steps):
-    config = default()
-    config.algo.update(name=name, compressor="top_k", compress_fraction=0.01, consensus_step=0.1,
-                       measure_consensus=False)
-    config.topology.name = "ring"
-    config.workers.update(num_workers=n, backend=backend)
-    config.optim.update(schedule="constant")
-    workers = make_workers((n,), ("workers",), backend)
-    lr = optax.constant_schedule(0.1)
-    run = algorithms.Run(config, lr, global_batch=n * BATCH, train_size=10**6, total_steps=10**6)
-    algorithm = algorithms.build(run, logistic_loss, recipes.optimizer(config.optim, lr),
-                                 workers.comm)
-    axes, comm = algorithm.state_axes, workers.comm
-
-    def chunk(state, data, key):
-      def body(state, t):
-        batch = jax.tree.map(lambda a: a[t % CYCLE], data)
-        rng = jax.random.fold_in(jax.random.fold_in(key, state.step), comm.index())
-        return algorithm.step(state, batch, rng)
-      return lax.scan(body, state, jnp.arange(steps))
-
+    common = dict(learning_rate=0.1, topology=topology.ring(n), measure_consensus=False)
+    if name == "choco_sgd":
+      algorithm = jaxdist.choco_sgd(logistic_loss, NESTEROV, compressor=compression.TopK(0.01),
+                                    consensus_step=0.1, **common)
+    else:
+      algorithm = jaxdist.dsgd(logistic_loss, NESTEROV, **common)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(CYCLE, n, BATCH, dim)).astype(np.float32)
     y = (x @ rng.normal(size=dim) > 0).astype(np.float32)
-    data = jax.device_put({"x": x, "y": y}, workers.shardings(1, {"x": x, "y": y}))
+    data = jaxdist.data.from_function(
+        lambda t, k: {"x": x[t % CYCLE, k], "y": y[t % CYCLE, k]})
+    self.runner = jaxdist.Runner(algorithm, data, num_workers=n, layout=LAYOUTS[backend],
+                                 steps_per_chunk=steps)
     self.params = {"w": jnp.zeros(dim), "b": jnp.zeros(())}
-    init = jax.jit(workers.map(algorithm.init, in_axes=SHARED, out_axes=axes),
-                   compiler_options=compiler_options())
-    self.state = init(self.params, {}, jax.random.PRNGKey(1))
-    self.args = (data, jax.device_put(jax.random.PRNGKey(2), workers.shardings(SHARED, 0)))
-    started = time.perf_counter()
-    self.step = jax.jit(workers.map(chunk, in_axes=(axes, 1, SHARED), out_axes=(axes, 1)),
-                        donate_argnums=0, compiler_options=compiler_options()
-                        ).lower(self.state, *self.args).compile()
-    self.compile_seconds = time.perf_counter() - started
+    self.state, self.batches = self.runner.init(self.params), self.runner.batches(0, steps)
+    self.compile_seconds = self.runner.compile(
+        self.runner.abstract_state(self.params),
+        jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
+                     self.batches))
     self.steps, self.times = steps, []
     self.run()  # warm-up
-    bits = np.asarray(self.metrics["comm/bits_sent"])  # [steps, n]
-    assert np.all(bits == bits[0, 0]) and np.isfinite(self.metrics["loss"]).all()
-    self.bits = int(bits[0, 0])
+    bits = np.asarray(self.metrics["comm/bits_sent"])  # [steps], averaged over the workers
+    assert np.all(bits == bits[0]) and np.isfinite(self.metrics["loss"]).all()
+    self.bits = int(bits[0])
 
   def run(self):
     started = time.perf_counter()
-    self.state, self.metrics = self.step(self.state, *self.args)
+    self.state, self.metrics = self.runner.train(self.state, self.batches)
     jax.block_until_ready((self.state, self.metrics))
     return time.perf_counter() - started
 

@@ -19,14 +19,13 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 
 import jax
-import numpy as np
 
-from jaxdist import distributed
-from jaxdist.config import default
-from jaxdist.train import Trainer
+from jaxdist.core import distributed
+from jaxdist.experiment.config import default
+from jaxdist.experiment.launcher import launch_local
+from timing import Case, measure
 
 CASES = {"local SGD, H = 4": {"name": "local_sgd", "local_steps": 4},
          "D-SGD, ring": {"name": "dsgd", "measure_consensus": False}}
@@ -42,20 +41,11 @@ def _measure(algo: dict, steps: int, repeats: int) -> dict:
   config.data.update(name="mnist1d_large", batch_size=BATCH)
   config.optim.update(base_lr=0.05, lr_scaling="none", schedule="constant")
   config.train.update(num_steps=10**6, log_every=steps)
-  trainer = Trainer(config)
-  started = time.perf_counter()
-  trainer.compile(steps)
-  compile_seconds = time.perf_counter() - started
-  state, batches = trainer.init(), trainer.batches(0, steps)
-  times = []
-  for _ in range(repeats + 1):  # the first is a warm-up
-    started = time.perf_counter()
-    state, metrics = trainer.train(state, batches)
-    jax.block_until_ready((state, metrics))
-    times.append(time.perf_counter() - started)
-  params = sum(x.size for x in jax.tree.leaves(trainer.average_model(state)[0]))
-  return {"seconds_per_step": float(np.median(times[1:])) / steps, "params": params,
-          "compile": compile_seconds}
+  case = Case(config, steps)  # compiled, and one warm-up chunk run
+  measure([case], repeats)
+  params = sum(x.size for x in jax.tree.leaves(case.runner.deployed(case.state)[0]))
+  return {"seconds_per_step": case.seconds_per_step, "params": params,
+          "compile": case.compile_seconds}
 
 
 def _run(processes: int, devices: int, args, algo: str) -> dict:
@@ -65,7 +55,7 @@ def _run(processes: int, devices: int, args, algo: str) -> dict:
   command = [sys.executable, __file__, "--child", algo, "--out", out, "--steps", str(args.steps),
              "--repeats", str(args.repeats)]
   if processes > 1:
-    status = distributed.launch_local(processes, devices, command)
+    status = launch_local(processes, devices, command)
   else:
     env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
            "JAX_PLATFORMS": "cpu"}
@@ -94,7 +84,7 @@ def main():
   args = parser.parse_args()
   if args.child:
     result = _measure(CASES[args.child], args.steps, args.repeats)
-    if int(os.environ.get("JAXDIST_PROCESS_ID", "0")) == 0:
+    if distributed.is_primary():
       with open(args.out, "w") as f:
         json.dump(result, f)
     return

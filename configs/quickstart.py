@@ -5,11 +5,11 @@
   python -m launch --config configs/quickstart.py:minibatch --workdir runs/minibatch  # baseline
 """
 
-from jaxdist.errors import ConfigError
-from jaxdist.experiment.config import default
+from jaxdist.experiment.config import default, parse_arg
 
 
 def get_config(variant: str = ""):
+  a = parse_arg(variant, minibatch=False)
   config = default()
   config.algo.name = "local_sgd"
   config.algo.local_steps = 4
@@ -23,8 +23,6 @@ def get_config(variant: str = ""):
   config.optim.weight_decay = 5e-4
   config.train.num_epochs = 20.0
   config.eval.every_steps = 500
-  if variant == "minibatch":
+  if a.minibatch:
     config.algo.name = "minibatch_sgd"
-  elif variant:
-    raise ConfigError("--config ...:variant", f"no such variant {variant!r}", ("minibatch",))
   return config

@@ -19,7 +19,6 @@ D-SGD in about as many iterations with far fewer bits; naive compressed gossip s
 
 import argparse
 import os
-from typing import NamedTuple
 
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_experimental_ynn_fusion_type=")
 
@@ -30,18 +29,17 @@ import optax
 import scipy.optimize
 from jax import lax
 
-from jaxdist import algorithms, topology
-from jaxdist import config as config_lib
-from jaxdist.compression import Compressor
-from jaxdist.gossip import Gossip, consensus_distance
-from jaxdist.workers import PER_WORKER, SHARED, make_workers
+import jaxdist
+from jaxdist import collectives, compression, topology
+from jaxdist.communication.gossip import Gossip, consensus_distance
+from jaxdist.core.workers import PER_WORKER, SHARED, simulated
 
 N_WORKERS, N, D, BATCH = 8, 8000, 300, 16
-COMPRESSORS = [  # name, algo config fields, gamma grid
-    ("top-1%", {"compressor": "top_k", "compress_fraction": 0.01}, (0.01, 0.02, 0.04, 0.08)),
-    ("top-10%", {"compressor": "top_k", "compress_fraction": 0.1}, (0.1, 0.2, 0.4, 0.8)),
-    ("sign", {"compressor": "sign"}, (0.2, 0.4, 0.8, 1.0)),
-    ("qsgd 4-bit", {"compressor": "qsgd", "compress_bits": 4}, (0.2, 0.4, 0.8, 1.0)),
+COMPRESSORS = [  # name, compressor, gamma grid
+    ("top-1%", compression.TopK(0.01), (0.01, 0.02, 0.04, 0.08)),
+    ("top-10%", compression.TopK(0.1), (0.1, 0.2, 0.4, 0.8)),
+    ("sign", compression.Sign(), (0.2, 0.4, 0.8, 1.0)),
+    ("qsgd 4-bit", compression.QSGD(4), (0.2, 0.4, 0.8, 1.0)),
 ]
 
 
@@ -76,18 +74,18 @@ def optimum(a, b, lam) -> float:
   return float(result.fun)
 
 
-class NaiveState(NamedTuple):
-  step: jax.Array
-  params: jax.Array
+@jaxdist.state_class
+class NaiveState:
+  step: jax.Array = jaxdist.shared()
+  params: jax.Array = jaxdist.per_worker()
 
 
 class NaiveCompressedDSGD:
   """Baseline only: the local SGD step, then gossip on compressed models,
   x_i <- x_i + sum_j w_ij (Q(x_j) - Q(x_i)). It keeps the mean but loses what Q drops."""
 
-  state_axes = NaiveState(step=SHARED, params=PER_WORKER)
-
-  def __init__(self, loss_fn, learning_rate: float, gossip: Gossip, compressor: Compressor):
+  def __init__(self, loss_fn, learning_rate: float, gossip: Gossip,
+               compressor: compression.Compressor):
     self.loss_fn, self.learning_rate = loss_fn, learning_rate
     self.gossip, self.compressor = gossip, compressor
 
@@ -103,7 +101,10 @@ class NaiveCompressedDSGD:
     bits = self.gossip.neighbours(state.step) * self.compressor.message_bits(D)
     return NaiveState(state.step + 1, params), {
         "comm/bits_sent": bits.astype(jnp.float32),
-        "consensus/distance": consensus_distance(self.gossip.comm, params)}
+        "consensus/distance": consensus_distance(params)}
+
+  def deployed(self, state):
+    return state.params, {}
 
 
 def make_loss(lam):
@@ -113,16 +114,13 @@ def make_loss(lam):
   return loss
 
 
-def library_algorithm(name, comm, loss, lr, steps, **algo):
-  """D-SGD or CHOCO-SGD as a config builds them, on plain SGD."""
-  config = config_lib.default()
-  config.algo.update(name=name, **algo)
-  config.workers.num_workers = N_WORKERS
-  config.topology.name = "ring"
-  schedule = optax.constant_schedule(lr)
-  run = algorithms.Run(config, schedule, global_batch=N_WORKERS * BATCH, train_size=N,
-                       total_steps=steps)
-  return algorithms.build(run, loss, optax.sgd(schedule), comm)
+def library_algorithm(loss, lr, compressor=None, consensus_step=None):
+  """The library's D-SGD (no compressor) or CHOCO-SGD on a ring, on plain SGD."""
+  ring = topology.ring(N_WORKERS)
+  if compressor is None:
+    return jaxdist.dsgd(loss, optax.sgd, learning_rate=lr, topology=ring)
+  return jaxdist.choco_sgd(loss, optax.sgd, learning_rate=lr, topology=ring,
+                           compressor=compressor, consensus_step=consensus_step)
 
 
 def trajectory(algorithm, workers, indices, a, b, lam):
@@ -132,16 +130,17 @@ def trajectory(algorithm, workers, indices, a, b, lam):
   def per_worker(indices, a, b):
     def body(state, inputs):
       t, i = inputs
-      rng = jax.random.fold_in(jax.random.PRNGKey(t), workers.comm.index())
+      rng = jax.random.fold_in(jax.random.PRNGKey(t), collectives.index())
       state, metrics = algorithm.step(state, {"a": a[i], "b": b[i]}, rng)
-      return state, (workers.comm.mean(state.params), workers.comm.mean(metrics["comm/bits_sent"]),
+      return state, (collectives.mean(state.params), collectives.mean(metrics["comm/bits_sent"]),
                      metrics["consensus/distance"])
 
     state = algorithm.init(jnp.zeros(D), {}, jax.random.PRNGKey(0))
     state, record = lax.scan(body, state, (jnp.arange(indices.shape[0]), indices))
     return record, state.params
 
-  run = jax.jit(workers.map(per_worker, in_axes=(1, None, None), out_axes=(SHARED, 0)))
+  run = jax.jit(workers.map(per_worker, in_axes=(1, SHARED, SHARED),
+                            out_axes=(SHARED, PER_WORKER)))
   (averaged, bits, distance), final = run(indices, a, b)
   f = jax.jit(jax.vmap(objective, in_axes=(0, None, None, None)))
   return {"values": np.asarray(f(averaged, a, b, lam)),
@@ -188,8 +187,8 @@ def main():
   a, b = w8a_shaped()
   lam = 1.0 / N
   f_star = optimum(a, b, lam)
-  workers = make_workers((N_WORKERS,), ("workers",), "simulated")
-  gossip = Gossip(topology.make("ring", N_WORKERS), workers.comm)
+  workers = simulated((N_WORKERS,), ("workers",))
+  gossip = Gossip(topology.ring(N_WORKERS))
   loss = make_loss(lam)
   print(f"logistic regression, N = {N}, d = {D}, f* = {f_star:.6f}; ring of {N_WORKERS}, SGD "
         f"lr {args.lr}, batch {BATCH}/worker, {args.steps} steps\ntarget f(x_bar) - f* <= "
@@ -214,16 +213,13 @@ def main():
             f"{result['distance']:>8.2e}", flush=True)
       return t
 
-    exact = library_algorithm("dsgd", workers.comm, loss, args.lr, args.steps)
+    exact = library_algorithm(loss, args.lr)
     summary[split, "exact"] = report("exact D-SGD (fp32)", "-", trajectory(exact, *data))
-    for name, fields, gammas in COMPRESSORS:
-      runs = [(gamma, trajectory(library_algorithm("choco_sgd", workers.comm, loss, args.lr,
-                                                   args.steps, consensus_step=gamma, **fields),
-                                 *data)) for gamma in gammas]
+    for name, compressor, gammas in COMPRESSORS:
+      runs = [(gamma, trajectory(library_algorithm(loss, args.lr, compressor, gamma), *data))
+              for gamma in gammas]
       gamma, result = tuned(runs, f_star, args.target)
       summary[split, "choco", name] = report(f"CHOCO {name}", gamma, result)
-      compressor = Compressor(fields["compressor"], fields.get("compress_fraction", 0.01),
-                              fields.get("compress_bits", 4))
       naive = NaiveCompressedDSGD(loss, args.lr, gossip, compressor)
       summary[split, "naive", name] = report(f"naive {name}", "-", trajectory(naive, *data))
 

@@ -26,9 +26,10 @@ import optax
 import scipy.optimize
 from jax import lax
 
-from jaxdist.algorithms.local_sgd import LocalSGD
-from jaxdist.partition import Sampler
-from jaxdist.workers import SHARED, make_workers
+import jaxdist
+from jaxdist import collectives
+from jaxdist.core.workers import SHARED, simulated
+from jaxdist.data import Sampler
 
 K, COMMUNICATION_COST, MAX_STEPS = 16, 25, 3000
 TARGET = 0.005
@@ -71,7 +72,7 @@ def solve(a, b, lam):
 @functools.cache
 def trajectory_fn(batch, local_steps, decaying):
   """Jitted: step-size parameter c -> objective of the averaged model after every step."""
-  workers = make_workers((K,), ("workers",), "simulated")
+  workers = simulated((K,), ("workers",))
 
   def run(c, indices, a, b, lam):
     n = a.shape[0]
@@ -81,12 +82,12 @@ def trajectory_fn(batch, local_steps, decaying):
       value = objective(x, batch["a"], batch["b"], lam)
       return value, (model_state, {})
 
-    algorithm = LocalSGD(loss, optax.sgd(rate), workers.comm, rate, local_steps=local_steps)
+    algorithm = jaxdist.local_sgd(loss, optax.sgd, learning_rate=rate, local_steps=local_steps)
 
     def per_worker(indices):
       def body(state, i):
         state, _ = algorithm.step(state, {"a": a[i], "b": b[i]}, jax.random.PRNGKey(0))
-        return state, workers.comm.mean(state.params)
+        return state, collectives.mean(state.params)
 
       state = algorithm.init(jnp.zeros(a.shape[1]), {}, None)
       return lax.scan(body, state, indices)[1]
@@ -140,7 +141,7 @@ def main():
   lam = 1.0 / len(b)
   f_star = solve(a, b, lam)
   a, b = jnp.asarray(a), jnp.asarray(b)
-  samplers = {batch: Sampler(np.zeros(len(b)), K, batch, "iid", seed=0) for batch, _ in SETTINGS}
+  samplers = {batch: Sampler(len(b), K, batch, "iid", seed=0) for batch, _ in SETTINGS}
   data = (samplers, a, b, lam, f_star)
   print(f"logistic regression, n = {len(b)}, d = {a.shape[1]}, f* = {f_star:.6f}, K = {K}, "
         f"target f - f* <= {TARGET}, one round costs {COMMUNICATION_COST} gradients\n")

@@ -155,6 +155,18 @@ class AdamDirection(Extrapolation):
     return PastGradientState(grads)
 
 
+def gradient_point(extrapolation: Extrapolation | None, state: Any, learning_rate,
+                   rng: jax.Array) -> tuple[PyTree, jax.Array]:
+  """Where this worker takes its gradient (`state.params` without extrapolation), and what is
+  left of `rng`. `state` has `params`, `opt_state`, `step` and `extrapolation` fields."""
+  if extrapolation is None:
+    return state.params, rng
+  extrap_rng, rng = jax.random.split(rng)
+  point = extrapolation.point(state.extrapolation, state.params, state.opt_state, state.step,
+                              learning_rate(state.step), extrap_rng)
+  return point, rng
+
+
 def _filter_scaled_noise(params, rng, gaussian: bool):
   leaves, treedef = jax.tree.flatten(params)
   keys = jax.random.split(rng, len(leaves))

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxdist.algorithms import base
-from jaxdist.algorithms.extrapolation import Extrapolation, check_extrapolation
+from jaxdist.algorithms.extrapolation import Extrapolation, check_extrapolation, gradient_point
 from jaxdist.core import collectives
 from jaxdist.core.state import per_worker, shared, state_class
 
@@ -52,11 +52,7 @@ class MinibatchSGD:
                           extrapolation)
 
   def step(self, state: MinibatchState, batch, rng):
-    point = state.params
-    if self.extrapolation:
-      extrap_rng, rng = jax.random.split(rng)
-      point = self.extrapolation.point(state.extrapolation, state.params, state.opt_state,
-                                       state.step, self.learning_rate(state.step), extrap_rng)
+    point, rng = gradient_point(self.extrapolation, state, self.learning_rate, rng)
     grads, model_state, metrics = base.gradients(self.loss_fn, point, state.model_state, batch,
                                                  rng)
     mean_grads = collectives.mean(grads)

@@ -13,5 +13,18 @@ from jaxdist.data.sources import (
                                   sampled,
 )
 
-__all__ = ["ArrayData", "Data", "FunctionData", "IteratorData", "Sampler", "as_data",
-           "from_arrays", "from_function", "from_iterator", "sampled"]
+__all__ = [
+                                  "ArrayData",
+                                  "Data",
+                                  "FunctionData",
+                                  "IteratorData",
+                                  "Sampler",
+                                  "as_data",
+                                  "datasets",
+                                  "from_arrays",
+                                  "from_function",
+                                  "from_iterator",
+                                  "partition",
+                                  "sampled",
+                                  "sources",
+]

@@ -8,8 +8,6 @@ catalogue datasets `mnist` and `cifar10` are read when a user has prepared them 
 A split is decoded once into numpy arrays; batches are gathered from them by index.
 """
 
-from __future__ import annotations
-
 import dataclasses
 from collections.abc import Callable
 from typing import NamedTuple
@@ -21,6 +19,9 @@ import tensorflow_datasets as tfds
 
 from jaxdist.errors import ArgumentError, check_choice
 
+__all__ = ["AUGMENTATIONS", "DATASETS", "OFFLINE", "PREPARED", "RELABELS", "Dataset", "load",
+           "preprocessor", "relabel"]  # the tfds builders register themselves by class name
+
 OFFLINE = ("mnist1d", "mnist1d_large", "digits")
 PREPARED = ("mnist", "cifar10")
 DATASETS = OFFLINE + PREPARED
@@ -29,6 +30,8 @@ AUGMENTATIONS = ("none", "crop_flip")
 
 @dataclasses.dataclass
 class Mnist1dConfig(tfds.core.BuilderConfig):
+  """The size of an MNIST-1D variant."""
+
   num_samples: int = 5000
 
 

@@ -6,4 +6,16 @@ from jaxdist.experiment.build import Experiment, validate
 from jaxdist.experiment.config import default
 from jaxdist.experiment.runs import run
 
-__all__ = ["Experiment", "default", "run", "validate"]
+__all__ = [
+           "Experiment",
+           "build",
+           "config",
+           "default",
+           "launcher",
+           "overrides",
+           "plot",
+           "run",
+           "runs",
+           "validate",
+           "writers",
+]

@@ -3,4 +3,4 @@
 from jaxdist.objectives.masking import LearnedMask, Pruning
 from jaxdist.objectives.tasks import Task, classification
 
-__all__ = ["LearnedMask", "Pruning", "Task", "classification"]
+__all__ = ["LearnedMask", "Pruning", "Task", "classification", "masking", "tasks"]

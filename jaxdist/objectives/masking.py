@@ -27,7 +27,6 @@ estimator hands dL/dmask to M. A fresh classifier is random, frozen and masked t
 parameters are the scores; a task costs one bit per masked weight (`export_masks`).
 """
 
-from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, NamedTuple

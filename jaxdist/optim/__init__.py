@@ -4,4 +4,4 @@ from jaxdist.optim import presets
 from jaxdist.optim.optimizers import adam, lamb, lars, sgd
 from jaxdist.optim.schedules import learning_rate
 
-__all__ = ["adam", "lamb", "lars", "learning_rate", "presets", "sgd"]
+__all__ = ["adam", "lamb", "lars", "learning_rate", "optimizers", "presets", "schedules", "sgd"]

@@ -22,7 +22,6 @@ Norms are per whole tensor, in float32; `norm_axes` names mesh axes over which a
 squared norm is summed.
 """
 
-from __future__ import annotations
 
 import math
 from collections.abc import Sequence

@@ -2,4 +2,5 @@
 
 from jaxdist.training.runner import Result, Runner, RunState, compiler_options, train
 
-__all__ = ["Result", "RunState", "Runner", "compiler_options", "train"]
+__all__ = ["Result", "RunState", "Runner", "checkpoint", "compiler_options", "progress", "runner",
+           "train"]

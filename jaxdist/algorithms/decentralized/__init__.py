@@ -31,12 +31,16 @@ __all__ = [
   "GradientTracking",
   "QGDSGDm",
   "TrackingState",
+  "base",
+  "choco",
   "choco_sgd",
+  "consensus_control",
   "d2",
   "d2_plus",
   "dsgd",
   "gradient_tracking",
   "qg_dsgdm",
+  "quasi_global",
 ]
 
 

@@ -16,9 +16,26 @@ from jaxdist.algorithms.local_sgd.schedules import Hierarchical, Periodic, PostL
 from jaxdist.algorithms.local_sgd.sign import SignAveraging, sign_steps
 from jaxdist.errors import check_at_least
 
-__all__ = ["Averaging", "GlobalMomentum", "Hierarchical", "LocalSGD", "LocalSGDState",
-           "ModelAverage", "Periodic", "PostLocal", "SignAveraging", "hierarchical_local_sgd",
-           "local_sgd", "post_local_sgd", "sign_sgd", "sign_steps"]
+__all__ = [
+  "Averaging",
+  "GlobalMomentum",
+  "Hierarchical",
+  "LocalSGD",
+  "LocalSGDState",
+  "ModelAverage",
+  "Periodic",
+  "PostLocal",
+  "SignAveraging",
+  "algorithm",
+  "averaging",
+  "hierarchical_local_sgd",
+  "local_sgd",
+  "post_local_sgd",
+  "schedules",
+  "sign",
+  "sign_sgd",
+  "sign_steps",
+]
 
 
 def _averaging(global_momentum: float) -> Averaging:

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxdist.algorithms import base
-from jaxdist.algorithms.extrapolation import Extrapolation, check_extrapolation
+from jaxdist.algorithms.extrapolation import Extrapolation, check_extrapolation, gradient_point
 from jaxdist.algorithms.local_sgd.averaging import Averaging, ModelAverage
 from jaxdist.algorithms.local_sgd.schedules import Periodic
 from jaxdist.core import collectives
@@ -87,11 +87,7 @@ class LocalSGD:
                           f"{self.schedule.num_levels} levels, but the worker grid has "
                           f"{len(dims)} dimension(s) {tuple(dims)}",
                           "a grid of (nodes, workers per node) for hierarchical averaging")
-    point = state.params
-    if self.extrapolation:
-      extrap_rng, rng = jax.random.split(rng)
-      point = self.extrapolation.point(state.extrapolation, state.params, state.opt_state,
-                                       state.step, self.learning_rate(state.step), extrap_rng)
+    point, rng = gradient_point(self.extrapolation, state, self.learning_rate, rng)
     local_grads, model_state, metrics = base.gradients(self.loss_fn, point, state.model_state,
                                                        batch, rng)
     minibatch_phase = state.step < self.minibatch_steps
