@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -77,11 +78,12 @@ def constant(rate=LR):
 
 def assert_same(a, b, tol):
   """Trees equal to `tol`; per-worker leaves on any grid compare with flat or shared ones."""
-  def check(x, y):
+  def like(x, y):
     x, y = np.asarray(x), np.asarray(y)
     y = y.reshape(x.shape) if x.size == y.size else np.broadcast_to(y, x.shape[-y.ndim:])
-    np.testing.assert_allclose(x, np.broadcast_to(y, x.shape), rtol=tol, atol=tol)
-  jax.tree.map(check, a, b)
+    return np.broadcast_to(y, x.shape)
+
+  chex.assert_trees_all_close(a, jax.tree.map(like, a, b), rtol=tol, atol=tol)
 
 
 def tiny_config(data_dir, **sections):

@@ -24,6 +24,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import optax
+import optax.tree_utils as otu
 
 from jaxdist.core import collectives
 from jaxdist.core.state import per_worker, shared, state_class
@@ -84,7 +85,7 @@ class PastGradient(Extrapolation):
   """EXTRAP-SGD (Alg. 1): zeta = this worker's previous local gradient."""
 
   def init(self, params, rng):
-    return PastGradientState(jax.tree.map(jnp.zeros_like, params))
+    return PastGradientState(otu.tree_zeros_like(params))
 
   def direction(self, state, params, opt_state, step, rng):
     return state.past_gradient
@@ -97,11 +98,11 @@ class GradientNoise(Extrapolation):
   """zeta = previous local gradient - previous mean gradient (stochastic-gradient noise)."""
 
   def init(self, params, rng):
-    zeros = jax.tree.map(jnp.zeros_like, params)
+    zeros = otu.tree_zeros_like(params)
     return GradientNoiseState(zeros, zeros)
 
   def direction(self, state, params, opt_state, step, rng):
-    return jax.tree.map(jnp.subtract, state.past_gradient, state.past_mean)
+    return otu.tree_sub(state.past_gradient, state.past_mean)
 
   def record(self, state, grads, mean_grads=None):
     return GradientNoiseState(grads, collectives.mean(grads) if mean_grads is None else
@@ -135,7 +136,7 @@ class AdamDirection(Extrapolation):
     self.b1, self.b2, self.eps = b1, b2, eps
 
   def init(self, params, rng):
-    return PastGradientState(jax.tree.map(jnp.zeros_like, params))
+    return PastGradientState(otu.tree_zeros_like(params))
 
   def direction(self, state, params, opt_state, step, rng):
     try:

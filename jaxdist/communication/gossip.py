@@ -22,6 +22,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax.tree_utils as otu
 from jax import lax
 
 from jaxdist.communication.topology import Topology, random_partner
@@ -112,7 +113,7 @@ class Gossip:
     for offset, weights in terms:
       received = tree if offset == 0 else collectives.shift(tree, offset)
       term = jax.tree.map(lambda x: weight(weights, x.dtype) * x, received)
-      total = term if total is None else jax.tree.map(jnp.add, total, term)
+      total = term if total is None else otu.tree_add(total, term)
     return total
 
   def _mix_dense(self, tree: Any, step: jax.Array) -> Any:
@@ -131,16 +132,16 @@ class Gossip:
 
 
 def squared_norm(tree: Any) -> jax.Array:
-  return sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree.leaves(tree))
+  return otu.tree_norm(tree, squared=True)
 
 
 def consensus_distance(params: Any) -> jax.Array:
   """Xi = sqrt((1/n) sum_i ||x_i - x_bar||^2) ([Lin22] §5.4; costs an all-reduce of the model)."""
   average = collectives.mean(params)
-  return jnp.sqrt(collectives.mean(squared_norm(jax.tree.map(jnp.subtract, params, average))))
+  return jnp.sqrt(collectives.mean(squared_norm(otu.tree_sub(params, average))))
 
 
 def gossip_residual(before: Any, after: Any) -> jax.Array:
   """Theta = sqrt((1/n) sum_i ||sum_j w_ij x_j - x_i||^2), the cheap estimator of Xi after one
   gossip round: a scalar all-reduce (Lemma 14.1.1: Xi <= (2/p) Theta)."""
-  return jnp.sqrt(collectives.mean(squared_norm(jax.tree.map(jnp.subtract, after, before))))
+  return jnp.sqrt(collectives.mean(squared_norm(otu.tree_sub(after, before))))

@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+import optax.tree_utils as otu
 from jax import lax
 
 from jaxdist.errors import ArgumentError, check_at_least, check_choice
@@ -201,7 +202,7 @@ def scale_by_lars(learning_rate: optax.ScalarOrSchedule, *, weight_decay: float 
   schedule = learning_rate if callable(learning_rate) else optax.constant_schedule(learning_rate)
 
   def init(params):
-    return LarsState(jnp.zeros([], jnp.int32), jax.tree.map(jnp.zeros_like, params))
+    return LarsState(jnp.zeros([], jnp.int32), otu.tree_zeros_like(params))
 
   def update(grads, state, params):
     adapt, decay = _resolve(adapt_mask, params), _resolve(decay_mask, params)
@@ -251,7 +252,7 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-6,
   prints it, with or without bias correction."""
 
   def init(params):
-    zeros = jax.tree.map(jnp.zeros_like, params)
+    zeros = otu.tree_zeros_like(params)
     return AdamState(jnp.zeros([], jnp.int32), zeros, zeros)
 
   def update(grads, state, params=None):

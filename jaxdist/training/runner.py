@@ -23,6 +23,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax.tree_utils as otu
 from jax import lax
 
 from jaxdist.core import collectives, distributed
@@ -336,7 +337,7 @@ class Runner:
         params, model_state = collectives.mean((params, model_state))
 
       def body(total, batch):
-        return jax.tree.map(jnp.add, total, eval_fn(params, model_state, batch)), None
+        return otu.tree_add(total, eval_fn(params, model_state, batch)), None
 
       first = jax.tree.map(lambda x: x[0], data)
       zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, jnp.float32),

@@ -3,6 +3,7 @@ consensus control, bits, equal numbers on devices."""
 
 import functools
 
+import chex
 import jax
 import numpy as np
 import optax
@@ -279,9 +280,8 @@ def test_simulated_and_shard_map_give_the_same_numbers(variant, num_workers):
              for backend in ("simulated", "shard_map")]
   (sim, sim_metrics), (dist, dist_metrics) = results
   assert jax.tree.leaves(dist.params)[0].sharding.mesh.size == 8
-  check = lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
-  jax.tree.map(check, sim, dist)
-  jax.tree.map(check, sim_metrics, dist_metrics)
+  chex.assert_trees_all_close(sim, dist, rtol=2e-5, atol=2e-6)
+  chex.assert_trees_all_close(sim_metrics, dist_metrics, rtol=2e-5, atol=2e-6)
 
 
 @pytest.mark.parametrize("build, message", [

@@ -2,6 +2,8 @@
 
 import functools
 
+import chex
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -241,13 +243,18 @@ def test_simulated_and_shard_map_give_the_same_numbers(variant, num_workers):
              for backend in ("simulated", "shard_map")]
   (sim, sim_metrics), (dist, dist_metrics) = results
   assert jax.tree.leaves(dist.params)[0].sharding.mesh.size == 8
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6), sim, dist)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6),
-               sim_metrics, dist_metrics)
+  chex.assert_trees_all_close(sim, dist, rtol=2e-5, atol=2e-6)
+  chex.assert_trees_all_close(sim_metrics, dist_metrics, rtol=2e-5, atol=2e-6)
 
 
 def test_local_sgd_keeps_batchnorm_statistics_per_worker():
-  model = jaxdist.models.build("resnet20", (8, 8, 1), 10, width=4)
+  class Net(nn.Module):
+    @nn.compact
+    def __call__(self, x, train=False):
+      x = nn.BatchNorm(use_running_average=not train)(nn.Conv(4, (3, 3))(x))
+      return nn.Dense(10)(x.reshape(x.shape[0], -1))
+
+  model = jaxdist.models.from_flax(Net(), np.zeros((1, 8, 8, 1), np.float32))
   params, model_state = model.init(jax.random.PRNGKey(0))
 
   def bn_loss(params, model_state, batch, rng):

@@ -8,8 +8,7 @@ import signal
 import subprocess
 import sys
 
-import jax
-import numpy as np
+import chex
 import pytest
 
 from jaxdist.errors import ConfigError, UserError
@@ -145,4 +144,4 @@ def test_sigterm_saves_a_checkpoint_and_the_run_resumes_exactly(data_dir, tmp_pa
     checkpoints = Checkpoints(os.path.join(directory, "checkpoints"), keep=2)
     states.append(checkpoints.restore(abstract)[1])
     checkpoints.close()
-  jax.tree.map(np.testing.assert_array_equal, *states)
+  chex.assert_trees_all_equal(*states)

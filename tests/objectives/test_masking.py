@@ -4,6 +4,7 @@ the straight-through estimator, composition with the algorithms, resume."""
 import json
 import os
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -91,7 +92,7 @@ def test_learned_masks_use_the_straight_through_estimator(tmp_path):
   model, task, deployed = learned.wrap(loaded, task)
   scores, state = model.init(jax.random.PRNGKey(2))
   assert sorted(scores) == ["Dense_0/kernel", "Dense_1/kernel", "Dense_2/kernel"]
-  jax.tree.map(np.testing.assert_array_equal, state["frozen"], pretrained)
+  chex.assert_trees_all_equal(state["frozen"], pretrained)
   below = np.mean(np.concatenate([np.asarray(m).ravel() < 0.5 for m in scores.values()]))
   assert below == pytest.approx(0.3, abs=0.05)
   batch = _batch()

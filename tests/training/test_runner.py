@@ -3,6 +3,7 @@ function, user splits, sampling with replacement, evaluation, resume, argument e
 
 import shutil
 
+import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -51,7 +52,7 @@ def test_iterator_index_function_and_batch_function_give_the_same_run():
                num_workers=K),
           _fit(iter(per_step(batches)), num_workers=K)]  # a one-shot iterator runs once
   for other in runs[1:]:
-    jax.tree.map(np.testing.assert_array_equal, runs[0].state, other.state)
+    chex.assert_trees_all_equal(runs[0].state, other.state)
   assert [r["step"] for r in runs[0].history] == [4, 8, 12]
   assert runs[0].final["perf/examples_per_second"] > 0
 
@@ -127,7 +128,7 @@ def test_fit_resumes_bit_identical_from_its_checkpoints(tmp_path, backend):
     shutil.rmtree(tmp_path / "interrupted" / step)
   resumed = run(tmp_path / "interrupted")
   assert resumed.started == 4 and resumed.step == unbroken.step == 12
-  jax.tree.map(np.testing.assert_array_equal, unbroken.state, resumed.state)
+  chex.assert_trees_all_equal(unbroken.state, resumed.state)
   assert resumed.history == [{**r, "perf/steps_per_second": r2["perf/steps_per_second"],
                               "perf/examples_per_second": r2["perf/examples_per_second"]}
                              for r, r2 in zip(unbroken.history, resumed.history)]
@@ -157,7 +158,7 @@ def test_runs_are_reproducible_and_depend_on_the_seed():
                                     extrapolation=jaxdist.extrapolation.FilterNoise())
   run = lambda seed: jaxdist.train(algorithm, _params(), data=data, num_steps=8, seed=seed,
                                    progress=False).state.algorithm.params
-  jax.tree.map(np.testing.assert_array_equal, run(0), run(0))
+  chex.assert_trees_all_equal(run(0), run(0))
   assert not np.array_equal(run(0)["w"], run(1)["w"])
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 import jax
-import jax.numpy as jnp
+import optax.tree_utils as otu
 
 from jaxdist.algorithms.decentralized.base import Decentralized, DecentralizedState
 from jaxdist.communication.compression import Compressor
@@ -48,13 +48,13 @@ class ChocoGossip:
     self.gossip, self.compressor, self.consensus_step = gossip, compressor, consensus_step
 
   def init(self, params: PyTree) -> PublicCopies:
-    zeros = jax.tree.map(jnp.zeros_like, params)
+    zeros = otu.tree_zeros_like(params)
     return PublicCopies(zeros, zeros)  # public copies start at zero (L1084)
 
   def __call__(self, params, public: PublicCopies, rounds, rng):
-    sent = self.compressor.tree(jax.tree.map(jnp.subtract, params, public.own), rng)
-    own = jax.tree.map(jnp.add, public.own, sent)
-    mixed = jax.tree.map(jnp.add, public.mixed, self.gossip.mix(sent, rounds))
+    sent = self.compressor.tree(otu.tree_sub(params, public.own), rng)
+    own = otu.tree_add(public.own, sent)
+    mixed = otu.tree_add(public.mixed, self.gossip.mix(sent, rounds))
     params = jax.tree.map(lambda x, s, h: x + self.consensus_step * (s - h), params, mixed, own)
     return params, PublicCopies(own, mixed), self.compressor.tree_bits(sent)
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import optax.tree_utils as otu
 
 from jaxdist.algorithms.base import bits_per_model
 from jaxdist.algorithms.decentralized.base import Decentralized, DecentralizedState
@@ -48,17 +49,17 @@ class D2(Decentralized):
   def init(self, params, model_state, rng) -> D2State:
     state = super().init(params, model_state, rng)
     return D2State(**vars(state), previous_params=params,
-                   previous_updates=jax.tree.map(jnp.zeros_like, params))
+                   previous_updates=otu.tree_zeros_like(params))
 
   def step(self, state: D2State, batch, rng):
     updates, opt_state, _, model_state, metrics = self.local_step(state, batch, rng)
     lr, previous_lr = self.learning_rate(state.step), self.learning_rate(state.step - 1)
     ratio = jnp.where((state.step > 0) & (previous_lr > 0), lr / previous_lr, 1.0)
-    drift = jax.tree.map(jnp.subtract, state.params, state.previous_params)
+    drift = otu.tree_sub(state.params, state.previous_params)
     if self.rescale_all:
-      correction = _scale(ratio, jax.tree.map(jnp.subtract, drift, state.previous_updates))
+      correction = _scale(ratio, otu.tree_sub(drift, state.previous_updates))
     else:
-      correction = jax.tree.map(jnp.subtract, drift, _scale(ratio, state.previous_updates))
+      correction = otu.tree_sub(drift, _scale(ratio, state.previous_updates))
     half = jax.tree.map(lambda x, u, c: x + u + c, state.params, updates, correction)
     params = self.gossip.mix(half, state.rounds)
     residual = gossip_residual(half, params) if self.measure_consensus else None

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import jax
-import jax.numpy as jnp
+import optax.tree_utils as otu
 
 from jaxdist.algorithms import base
 from jaxdist.algorithms.base import bits_per_model
@@ -29,7 +29,7 @@ class GradientTracking(Decentralized):
 
   def init(self, params, model_state, rng) -> TrackingState:
     state = super().init(params, model_state, rng)
-    zeros = jax.tree.map(jnp.zeros_like, params)
+    zeros = otu.tree_zeros_like(params)
     return TrackingState(**vars(state), tracker=zeros, previous_grads=zeros)
 
   def step(self, state: TrackingState, batch, rng):

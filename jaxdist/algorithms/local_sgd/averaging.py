@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 import jax
-import jax.numpy as jnp
+import optax.tree_utils as otu
 
 from jaxdist.algorithms.base import bits_per_model
 from jaxdist.core import collectives
@@ -71,7 +71,7 @@ class GlobalMomentum(Averaging):
     self.momentum = momentum
 
   def init(self, params):
-    return GlobalMomentumState(params, jax.tree.map(jnp.zeros_like, params))
+    return GlobalMomentumState(params, otu.tree_zeros_like(params))
 
   def __call__(self, params, state, learning_rate):
     average = collectives.mean(params)

@@ -15,6 +15,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import optax
+import optax.tree_utils as otu
 
 from jaxdist.algorithms.local_sgd.averaging import Averaging
 from jaxdist.core import collectives
@@ -61,16 +62,16 @@ class SignAveraging(Averaging):
     self.error_feedback = error_feedback
 
   def init(self, params):
-    error = jax.tree.map(jnp.zeros_like, params) if self.error_feedback else None
+    error = otu.tree_zeros_like(params) if self.error_feedback else None
     return SignState(params, error)
 
   def __call__(self, params, state, learning_rate):
-    delta = jax.tree.map(jnp.subtract, state.anchor, params)
+    delta = otu.tree_sub(state.anchor, params)
     if self.error_feedback:
-      delta = jax.tree.map(jnp.add, delta, state.error)
+      delta = otu.tree_add(delta, state.error)
     sent = sign_compress(delta)
-    params = jax.tree.map(jnp.subtract, state.anchor, collectives.mean(sent))
-    error = jax.tree.map(jnp.subtract, delta, sent) if self.error_feedback else None
+    params = otu.tree_sub(state.anchor, collectives.mean(sent))
+    error = otu.tree_sub(delta, sent) if self.error_feedback else None
     return params, SignState(params, error)
 
   def message_bits(self, params):
