@@ -29,9 +29,10 @@ PyTree = Any
 Metrics = dict[str, jax.Array]
 LossFn = Callable[[PyTree, PyTree, Any, jax.Array], tuple[jax.Array, tuple[PyTree, Metrics]]]
 Optimizer = optax.GradientTransformation | Callable[[optax.Schedule], optax.GradientTransformation]
+LearningRate = float | optax.Schedule | None
 
 
-def resolve_optimizer(optimizer: Optimizer, learning_rate: float | optax.Schedule | None,
+def resolve_optimizer(optimizer: Optimizer, learning_rate: LearningRate,
                       needs_rate: str | None = None
                       ) -> tuple[optax.GradientTransformation, optax.Schedule | None]:
   """The optimizer and the schedule it runs on; `needs_rate` says why the algorithm needs it."""

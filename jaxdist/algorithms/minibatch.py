@@ -39,7 +39,8 @@ class MinibatchSGD:
   """
 
   def __init__(self, loss_fn: base.LossFn, optimizer: base.Optimizer,
-               learning_rate=None, *, extrapolation: Extrapolation | None = None):
+               learning_rate: base.LearningRate = None, *,
+               extrapolation: Extrapolation | None = None):
     base.check_loss(loss_fn)
     check_extrapolation(extrapolation)
     self.loss_fn, self.extrapolation = loss_fn, extrapolation
@@ -68,7 +69,8 @@ class MinibatchSGD:
 
 
 def minibatch_sgd(loss_fn: base.LossFn, optimizer: base.Optimizer = optax.sgd, *,
-                  learning_rate=None, extrapolation: Extrapolation | None = None) -> MinibatchSGD:
+                  learning_rate: base.LearningRate = None,
+                  extrapolation: Extrapolation | None = None) -> MinibatchSGD:
   """Mini-batch SGD (eq. 2.1): the gradients averaged over all workers every step; EXTRAP-SGD
   (Alg. 1) with `extrapolation=jaxdist.extrapolation.PastGradient()`.
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import optax
 
-from jaxdist.algorithms.base import LossFn, Optimizer
+from jaxdist.algorithms.base import LearningRate, LossFn, Optimizer
 from jaxdist.algorithms.decentralized.base import Decentralized, DecentralizedState
 from jaxdist.algorithms.decentralized.choco import ChocoGossip, ChocoSGD, ChocoState
 from jaxdist.algorithms.decentralized.consensus_control import ConsensusControl
@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 
-def dsgd(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *, learning_rate=None,
+def dsgd(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *, learning_rate: LearningRate = None,
          topology: Topology, exchange: str = "auto", measure_consensus: bool = True,
          consensus_control: ConsensusControl | None = None, seed: int = 0) -> DSGD:
   """D-SGD (§4.4): a local optimizer step, then one gossip round over `topology`; DSGDm and
@@ -65,7 +65,8 @@ def dsgd(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *, learning_rate=Non
               measure_consensus=measure_consensus, communication=consensus_control, seed=seed)
 
 
-def qg_dsgdm(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *, learning_rate=None,
+def qg_dsgdm(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *,
+             learning_rate: LearningRate = None,
              topology: Topology, qg_mu: float = 0.9, qg_period: int = 1,
              adam_betas: tuple[float, float] = (0.9, 0.999), exchange: str = "auto",
              measure_consensus: bool = True,
@@ -84,21 +85,23 @@ def qg_dsgdm(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *, learning_rate
                  seed=seed, qg_mu=qg_mu, qg_period=qg_period, adam_betas=adam_betas)
 
 
-def d2(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *, learning_rate=None,
+def d2(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *, learning_rate: LearningRate = None,
        topology: Topology, exchange: str = "auto", measure_consensus: bool = True) -> D2:
   """D^2 (App. 18.2): gossip of x_t + u_t + (x_t - x_{t-1} - r_t u_{t-1}), r_t = lr_t/lr_{t-1}."""
   return D2(loss_fn, optimizer, learning_rate, topology=topology, exchange=exchange,
             measure_consensus=measure_consensus, rescale_all=False)
 
 
-def d2_plus(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *, learning_rate=None,
+def d2_plus(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *,
+            learning_rate: LearningRate = None,
             topology: Topology, exchange: str = "auto", measure_consensus: bool = True) -> D2:
   """D^2_+ (L2752): D^2 with its whole correction rescaled by lr_t / lr_{t-1}."""
   return D2(loss_fn, optimizer, learning_rate, topology=topology, exchange=exchange,
             measure_consensus=measure_consensus, rescale_all=True)
 
 
-def gradient_tracking(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *, learning_rate=None,
+def gradient_tracking(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *,
+                      learning_rate: LearningRate = None,
                       topology: Topology, exchange: str = "auto",
                       measure_consensus: bool = True) -> GradientTracking:
   """Gradient tracking: y_t = W y_{t-1} + g_t - g_{t-1} replaces the gradient; two gossip rounds
@@ -107,7 +110,8 @@ def gradient_tracking(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *, lear
                           exchange=exchange, measure_consensus=measure_consensus)
 
 
-def choco_sgd(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *, learning_rate=None,
+def choco_sgd(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *,
+              learning_rate: LearningRate = None,
               topology: Topology, compressor: Compressor, consensus_step: float,
               exchange: str = "auto", measure_consensus: bool = True) -> ChocoSGD:
   """CHOCO-SGD (Alg. 2/3): the local step, then one CHOCO-Gossip round with compressed

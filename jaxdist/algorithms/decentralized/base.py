@@ -48,7 +48,8 @@ class Decentralized:
 
   needs_rate: str | None = None  # why a subclass needs the learning rate
 
-  def __init__(self, loss_fn: base.LossFn, optimizer: base.Optimizer, learning_rate=None, *,
+  def __init__(self, loss_fn: base.LossFn, optimizer: base.Optimizer,
+               learning_rate: base.LearningRate = None, *,
                topology: Topology, exchange: str = "auto", measure_consensus: bool = True,
                seed: int = 0):
     base.check_loss(loss_fn)

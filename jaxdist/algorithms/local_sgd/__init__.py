@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import optax
 
-from jaxdist.algorithms.base import LossFn, Optimizer, resolve_optimizer
+from jaxdist.algorithms.base import LearningRate, LossFn, Optimizer, resolve_optimizer
 from jaxdist.algorithms.extrapolation import Extrapolation
 from jaxdist.algorithms.local_sgd.algorithm import LocalSGD, LocalSGDState
 from jaxdist.algorithms.local_sgd.averaging import Averaging, GlobalMomentum, ModelAverage
@@ -43,7 +43,8 @@ def _averaging(global_momentum: float) -> Averaging:
   return GlobalMomentum(global_momentum) if global_momentum else ModelAverage()
 
 
-def local_sgd(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *, learning_rate=None,
+def local_sgd(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *,
+              learning_rate: LearningRate = None,
               local_steps: int = 4, global_momentum: float = 0.0,
               extrapolation: Extrapolation | None = None) -> LocalSGD:
   """Local SGD (eq. 2.2, Alg. 7): `local_steps` = H optimizer steps on every worker, then the
@@ -65,7 +66,8 @@ def local_sgd(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *, learning_rat
                   averaging=_averaging(global_momentum), extrapolation=extrapolation)
 
 
-def post_local_sgd(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *, learning_rate=None,
+def post_local_sgd(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *,
+                   learning_rate: LearningRate = None,
                    switch_step: int, local_steps: int = 16, global_momentum: float = 0.0,
                    extrapolation: Extrapolation | None = None) -> LocalSGD:
   """Post-local SGD (Alg. 8): mini-batch SGD for `switch_step` steps (the thesis switches at the
@@ -83,7 +85,8 @@ def post_local_sgd(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *, learnin
 
 
 def hierarchical_local_sgd(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *,
-                           learning_rate=None, local_steps: int = 1, block_steps: int = 1,
+                           learning_rate: LearningRate = None, local_steps: int = 1,
+                           block_steps: int = 1,
                            extrapolation: Extrapolation | None = None) -> LocalSGD:
   """Hierarchical local SGD (eq. 11.1): on a (nodes, workers per node) grid, average within the
   node every `local_steps` = H steps and over all workers every H * `block_steps` steps.
@@ -94,7 +97,8 @@ def hierarchical_local_sgd(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *,
                   schedule=Hierarchical(local_steps, block_steps), extrapolation=extrapolation)
 
 
-def sign_sgd(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *, learning_rate=None,
+def sign_sgd(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *,
+             learning_rate: LearningRate = None,
              local_steps: int = 1, error_feedback: bool = False, switch_step: int = 0,
              extrapolation: Extrapolation | None = None) -> LocalSGD:
   """(Post-)local signSGD (Alg. 9) or EF-signSGD (Alg. 10, `error_feedback=True`): local steps

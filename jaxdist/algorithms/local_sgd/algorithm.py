@@ -53,7 +53,8 @@ class LocalSGD:
     extrapolation: where the gradients are taken; None: at the worker's model.
   """
 
-  def __init__(self, loss_fn: base.LossFn, optimizer: base.Optimizer, learning_rate=None, *,
+  def __init__(self, loss_fn: base.LossFn, optimizer: base.Optimizer,
+               learning_rate: base.LearningRate = None, *,
                schedule=None, averaging: Averaging | None = None, minibatch_steps: int = 0,
                extrapolation: Extrapolation | None = None):
     base.check_loss(loss_fn)
