@@ -15,6 +15,7 @@ from jaxdist.core import distributed
 from jaxdist.errors import ArgumentError, UserError
 from jaxdist.experiment import launcher, overrides
 from jaxdist.experiment.runs import run
+from jaxdist.training.runner import Divergence
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).",
                                           lock_config=True)
@@ -81,6 +82,8 @@ def main(argv: list[str]) -> None:
     _fail(f"--{e}" if e.argument in _PROCESS_FLAGS else str(e))
   try:
     result = run(_CONFIG.value, _WORKDIR.value)
+  except Divergence as e:  # not bad input: the run failed
+    _fail(str(e), EXIT_FAILED)
   except UserError as e:
     _fail(str(e))
   except jax.errors.JaxRuntimeError as e:

@@ -63,6 +63,9 @@ class Extrapolation:
   def init(self, params: PyTree, rng: jax.Array) -> Any:
     return None
 
+  def check(self, opt_state: PyTree) -> None:
+    """Raises an ArgumentError if the optimizer lacks what this extrapolation reads."""
+
   def direction(self, state: Any, params: PyTree, opt_state: PyTree, step: jax.Array,
                 rng: jax.Array) -> PyTree:
     """zeta for this worker."""
@@ -138,7 +141,10 @@ class AdamDirection(Extrapolation):
   def init(self, params, rng):
     return PastGradientState(otu.tree_zeros_like(params))
 
-  def direction(self, state, params, opt_state, step, rng):
+  def check(self, opt_state):
+    self._moments(opt_state)
+
+  def _moments(self, opt_state):
     try:
       mu = optax.tree_utils.tree_get(opt_state, "mu")
       nu = optax.tree_utils.tree_get(opt_state, "nu")
@@ -147,6 +153,10 @@ class AdamDirection(Extrapolation):
     if mu is None or nu is None:
       raise ArgumentError("extrapolation", "AdamDirection needs Adam moments in the optimizer "
                           "state", "an Adam or LAMB optimizer")
+    return mu, nu
+
+  def direction(self, state, params, opt_state, step, rng):
+    mu, nu = self._moments(opt_state)
     b1, b2, eps = self.b1, self.b2, self.eps
     return jax.tree.map(
         lambda m, v, g: (b1 * m + (1 - b1) * g) / jnp.sqrt(b2 * v + (1 - b2) * g * g + eps),
@@ -154,6 +164,16 @@ class AdamDirection(Extrapolation):
 
   def record(self, state, grads, mean_grads=None):
     return PastGradientState(grads)
+
+
+def initial_state(extrapolation: Extrapolation | None, params: PyTree, opt_state: PyTree,
+                  rng: jax.Array) -> Any:
+  """The extrapolation's state at step 0 (None without one), once it has checked the
+  optimizer."""
+  if extrapolation is None:
+    return None
+  extrapolation.check(opt_state)
+  return extrapolation.init(params, rng)
 
 
 def gradient_point(extrapolation: Extrapolation | None, state: Any, learning_rate,

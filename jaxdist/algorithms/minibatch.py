@@ -14,7 +14,12 @@ import jax.numpy as jnp
 import optax
 
 from jaxdist.algorithms import base
-from jaxdist.algorithms.extrapolation import Extrapolation, check_extrapolation, gradient_point
+from jaxdist.algorithms.extrapolation import (
+  Extrapolation,
+  check_extrapolation,
+  gradient_point,
+  initial_state,
+)
 from jaxdist.core import collectives
 from jaxdist.core.state import per_worker, shared, state_class
 
@@ -48,9 +53,9 @@ class MinibatchSGD:
         optimizer, learning_rate, "extrapolation" if extrapolation else None)
 
   def init(self, params, model_state, rng) -> MinibatchState:
-    extrapolation = self.extrapolation.init(params, rng) if self.extrapolation else None
-    return MinibatchState(jnp.zeros((), jnp.int32), params, self.tx.init(params), model_state,
-                          extrapolation)
+    opt_state = self.tx.init(params)
+    return MinibatchState(jnp.zeros((), jnp.int32), params, opt_state, model_state,
+                          initial_state(self.extrapolation, params, opt_state, rng))
 
   def step(self, state: MinibatchState, batch, rng):
     point, rng = gradient_point(self.extrapolation, state, self.learning_rate, rng)

@@ -132,6 +132,11 @@ def load(name: str, data_dir: str = "") -> Dataset:
       except FileExistsError:  # another process of the run prepared it at the same time
         if not builder.is_prepared():
           raise
+      except OSError as e:
+        where = data_dir or "the default tfds data_dir"
+        raise ArgumentError("data_dir", f"cannot generate {name} in {where} ({e.strerror or e})",
+                            "a directory you can write to, or one where the dataset is "
+                            "prepared") from None
   else:
     tfds_name, builder = name, tfds.builder(name, data_dir=data_dir)
   try:

@@ -33,7 +33,7 @@ from jaxdist.models import MODELS, Model, pretrained
 from jaxdist.models import build as build_model
 from jaxdist.objectives import masking, tasks
 from jaxdist.optim import optimizers, schedules
-from jaxdist.training.runner import Runner
+from jaxdist.training.runner import ON_NONFINITE, Runner
 
 LOCAL = ("minibatch_sgd", "local_sgd", "post_local_sgd", "hierarchical_local_sgd")
 DECENTRALIZED = ("dsgd", "qg_dsgdm", "d2", "d2_plus", "gradient_tracking", "choco_sgd")
@@ -65,7 +65,8 @@ OPTIM_FIELDS = {name: f"optim.{name}" for name in (
     "trust_clip", "grad_clip_value", "lars_momentum", "grad_clip_norm", "base_lr", "base_batch",
     "lr_scaling", "warmup_epochs", "warmup_scaling", "warmup_start_lr", "schedule", "decay_at",
     "decay_factor", "decay_power")}
-DATA_FIELDS = {"dataset": "data.name", "relabel": "data.relabel", "augment": "data.augment",
+DATA_FIELDS = {"dataset": "data.name", "data_dir": "data.data_dir", "relabel": "data.relabel",
+               "augment": "data.augment",
                "partition": "data.partition", "dirichlet_alpha": "data.dirichlet_alpha",
                "dirichlet_scheme": "data.dirichlet_scheme", "batch_size": "data.batch_size",
                "num_workers": "workers.num_workers"}
@@ -125,7 +126,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
                          ("data.augment", datasets.AUGMENTATIONS),
                          ("data.relabel", datasets.RELABELS), ("model.name", MODELS),
                          ("masking.name", MASKINGS), ("optim.optimizer", OPTIMIZERS),
-                         ("eval.model", EVAL_MODELS)):
+                         ("eval.model", EVAL_MODELS), ("train.on_nonfinite", ON_NONFINITE)):
     _choice(config, field, allowed)
   for field in ("workers.num_workers", "data.batch_size", "train.log_every", "eval.batch_size",
                 "checkpoint.keep"):
@@ -145,9 +146,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise ConfigError(field, f"{every} is not a multiple of train.log_every "
                         f"({config.train.log_every})",
                         f"0 or multiples of {config.train.log_every}")
-  if not config.data.dirichlet_alpha > 0:
-    raise ConfigError("data.dirichlet_alpha", f"must be > 0, got {config.data.dirichlet_alpha}",
-                      "> 0")
+  if not 0 < config.data.dirichlet_alpha < math.inf:
+    raise ConfigError("data.dirichlet_alpha", f"must be a finite number > 0, got "
+                      f"{config.data.dirichlet_alpha}", "finite numbers > 0 (large: near iid)")
   if config.masking.ramp_end > 1:
     raise ConfigError("masking.ramp_end", f"{config.masking.ramp_end} is past the end of the run",
                       "a fraction in [0, 1], or < 0 for the second learning-rate decay")
@@ -201,6 +202,10 @@ def _check_algorithm_fields(config) -> None:
   if algo.compress_unbiased and algo.compressor not in ("random_k", "qsgd"):
     raise ConfigError("algo.compress_unbiased", f"{algo.compressor} has no unbiased form",
                       "False unless algo.compressor is 'random_k' or 'qsgd'")
+  if algo.extrapolation == "extrap_adam" and config.optim.optimizer not in ("adam", "lamb"):
+    raise ConfigError("algo.extrapolation", "extrap_adam takes the Adam moments of the "
+                      f"optimizer, and optim.optimizer={config.optim.optimizer!r} has none",
+                      "optim.optimizer='adam' or 'lamb' with extrap_adam")
   if algo.compress_unbiased and algo.name == "choco_sgd":
     raise ConfigError("algo.compress_unbiased", "CHOCO needs a contractive (biased, scaled "
                       "down) compressor", "False")
@@ -479,7 +484,8 @@ class Experiment:
                 Sharded(config.workers.num_devices))
       self.runner = Runner(self.algorithm, from_arrays(self.dataset.train, sampler), grid=shape,
                            layout=layout, seed=config.seed, steps_per_chunk=config.train.log_every,
-                           examples_per_step=self.global_batch)
+                           examples_per_step=self.global_batch,
+                           on_nonfinite=config.train.on_nonfinite)
 
   def initial_model(self) -> tuple[Any, Any]:
     """Every worker's initial model, drawn from the seed."""

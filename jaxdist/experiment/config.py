@@ -119,6 +119,7 @@ def default() -> ml_collections.ConfigDict:
       num_epochs=30.0,  # passes over the training set by all workers together
       num_steps=0,  # if > 0, used instead of num_epochs
       log_every=50,  # steps per jitted call and per progress line
+      on_nonfinite="stop",  # stop: end with one line at a non-finite loss | skip: drop the step
   )
   c.eval = dict(
       every_steps=0,  # multiple of train.log_every; 0 = at the end only

@@ -7,6 +7,7 @@ here both end as one line that names the field and what it allows.
 import importlib.util
 import os
 import re
+import traceback
 
 import ml_collections
 from absl import flags
@@ -31,8 +32,28 @@ def load(argument: str) -> ml_collections.ConfigDict:
                     "configs/quickstart.py)")
   spec = importlib.util.spec_from_file_location("jaxdist_config_file", path)
   module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg) if arg else module.get_config()
+  try:
+    spec.loader.exec_module(module)
+  except Exception as e:  # the file's own error, whatever it is
+    raise UserError(f"--config: {path} cannot be loaded ({_one_line(e)})") from None
+  get_config = getattr(module, "get_config", None)
+  if not callable(get_config):
+    raise UserError(f"--config: {path} defines no get_config (allowed: a file with "
+                    "get_config(arg='') returning an ml_collections.ConfigDict)")
+  try:
+    config = get_config(arg) if arg else get_config()
+  except UserError:
+    raise
+  except Exception as e:
+    raise UserError(f"--config: get_config of {path} failed ({_one_line(e)})") from None
+  if not isinstance(config, ml_collections.ConfigDict):
+    raise UserError(f"--config: get_config of {path} returned {type(config).__name__} (allowed: "
+                    "an ml_collections.ConfigDict, e.g. jaxdist.experiment.config.default())")
+  return config
+
+
+def _one_line(error: Exception) -> str:
+  return traceback.format_exception_only(error)[-1].strip()[:300]
 
 
 def _field(config: ml_collections.ConfigDict, dotted: str):

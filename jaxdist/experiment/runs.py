@@ -1,5 +1,12 @@
-"""A run from a config: the experiment built, its workdir checked, the library's runner driven
-with metrics written, checkpoints in the workdir, SIGTERM answered with a checkpoint."""
+"""A run from a config: the experiment built, its workdir checked and locked, the library's runner
+driven with metrics written, checkpoints in the workdir, SIGTERM answered with a checkpoint.
+
+A run claims its workdir (writes `config.json`) only once its first chunk has trained, so a run
+that fails before (a bad value found while compiling, say) leaves nothing that blocks the
+corrected config. Every run that reaches its end writes its outputs (`model.npz`, `masks.npz`,
+`config.json`) from the final state, atomically: a rerun of a complete run restores what a kill
+or a damaged file took away.
+"""
 
 from __future__ import annotations
 
@@ -18,13 +25,21 @@ from jaxdist import models
 from jaxdist.core import distributed
 from jaxdist.errors import UserError
 from jaxdist.experiment.build import RUN_FIELDS, Experiment, fields, validate
-from jaxdist.experiment.writers import MetricWriter
+from jaxdist.experiment.writers import (
+  METRICS_FILE,
+  MetricWriter,
+  finite_or_none,
+  read_metrics,
+  write_atomically,
+)
 from jaxdist.objectives import masking
+from jaxdist.training.checkpoint import DirectoryLock
 
+CONFIG_FILE = "config.json"
 # Fields that may differ when a run is resumed: they change what is logged or saved, not the run.
 RESUMABLE_FIELDS = ("train.log_every", "eval.every_steps", "eval.batch_size",
                     "checkpoint.every_steps", "checkpoint.keep", "data.data_dir",
-                    "workers.backend", "workers.num_devices")
+                    "workers.backend", "workers.num_devices", "train.on_nonfinite")
 
 
 def flatten(config: ml_collections.ConfigDict, prefix: str = "") -> dict[str, Any]:
@@ -38,8 +53,7 @@ def flatten(config: ml_collections.ConfigDict, prefix: str = "") -> dict[str, An
   return flat
 
 
-def _check_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
-  """The workdir must be writable and, if it holds a run, hold this run."""
+def _check_writable(workdir: str) -> None:
   try:
     os.makedirs(workdir, exist_ok=True)
     probe = os.path.join(workdir, f".write_test_{jax.process_index()}")
@@ -49,11 +63,22 @@ def _check_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
   except OSError as e:
     raise UserError(f"workdir: cannot write to {workdir} ({e.strerror}); choose a directory "
                     "you can write to") from None
-  saved_path = os.path.join(workdir, "config.json")
+
+
+def _check_saved_config(workdir: str, config: ml_collections.ConfigDict) -> None:
+  """If the workdir holds a run, it must be this run."""
+  saved_path = os.path.join(workdir, CONFIG_FILE)
   if not os.path.exists(saved_path):
     return
-  with open(saved_path) as f:
-    saved = json.load(f)
+  try:
+    with open(saved_path) as f:
+      saved = json.load(f)
+    if not isinstance(saved, dict):
+      raise ValueError("not a JSON object")
+  except (OSError, ValueError) as e:
+    raise UserError(f"workdir: {saved_path} is damaged ({type(e).__name__}: "
+                    f"{str(e)[:100]}); restore it, or move it away if this config is the "
+                    "run's") from None
   current = flatten(config)
   for field in sorted(set(saved) | set(current)):
     if field not in RESUMABLE_FIELDS and saved.get(field) != current.get(field):
@@ -75,11 +100,24 @@ def save_model(experiment: Experiment, state: Any, workdir: str) -> None:
   params, model_state = experiment.runner.deployed(state)  # every process takes part
   if not distributed.is_primary():
     return
-  models.save(os.path.join(workdir, "model.npz"),
-              *experiment.deployed_weights(params, model_state))
+  path = os.path.join(workdir, "model.npz")
+  models.save(path + ".tmp", *experiment.deployed_weights(params, model_state))
+  os.replace(path + ".tmp", path)
   if experiment.config.masking.name == "learned":
-    with open(os.path.join(workdir, "masks.npz"), "wb") as f:
+    path = os.path.join(workdir, "masks.npz")
+    with open(path + ".tmp", "wb") as f:
       np.savez(f, **masking.export_masks(params))
+    os.replace(path + ".tmp", path)
+
+
+def rewrite_metrics(workdir: str, history: list[dict]) -> None:
+  """Writes metrics.jsonl again from the run's own records (kept in its checkpoints) when the
+  file lacks some of them: deleted, truncated, or torn by a kill."""
+  steps = [r["step"] for r in read_metrics(workdir, tolerant=True)]
+  if steps != [r["step"] for r in history]:
+    write_atomically(os.path.join(workdir, METRICS_FILE), "".join(
+        json.dumps({k: finite_or_none(v) for k, v in r.items()}, allow_nan=False) + "\n"
+        for r in history))
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -90,13 +128,25 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """
   validate(config)
   workdir = os.path.abspath(workdir)
-  _check_workdir(workdir, config)
+  _check_writable(workdir)
+  with DirectoryLock(workdir, "workdir"):
+    _check_saved_config(workdir, config)
+    return _run(config, workdir)
+
+
+def _run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   experiment = Experiment(config)
   params, model_state = experiment.initial_model()
-  if distributed.is_primary():
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      json.dump(flatten(config), f, indent=1)
   writer = MetricWriter(workdir, enabled=distributed.is_primary())
+
+  def claim():
+    if distributed.is_primary() and not os.path.exists(os.path.join(workdir, CONFIG_FILE)):
+      write_atomically(os.path.join(workdir, CONFIG_FILE), json.dumps(flatten(config), indent=1))
+
+  def on_record(record):
+    claim()
+    writer.write(record["step"], {k: v for k, v in record.items() if k != "step"})
+
   stop = threading.Event()
   in_main_thread = threading.current_thread() is threading.main_thread()
   if in_main_thread:
@@ -107,9 +157,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
           params, model_state, num_steps=experiment.total_steps,
           checkpoint_dir=os.path.join(workdir, "checkpoints"),
           checkpoint_every=config.checkpoint.every_steps, keep=config.checkpoint.keep,
-          progress="lines" if not sys.stdout.isatty() else True,
-          on_record=lambda record: writer.write(record["step"], {
-              k: v for k, v in record.items() if k != "step"}),
+          progress="lines" if not sys.stdout.isatty() else True, on_record=on_record,
           record_extras=experiment.record_extras, should_stop=stop.is_set,
           **experiment.evaluation())
   finally:
@@ -121,9 +169,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     _say(f"stopped by SIGTERM at step {result.step}; checkpoint saved; run the same command to "
          "resume")
     return {**last, "preempted": True}
-  missing = not os.path.exists(os.path.join(workdir, "model.npz"))
-  if result.step > result.started or missing:
-    save_model(experiment, result.state, workdir)
+  claim()
+  save_model(experiment, result.state, workdir)
+  if distributed.is_primary():
+    rewrite_metrics(workdir, result.history)
   if "test/accuracy" in last:
     _say(f"done: step {result.step}, test accuracy {last['test/accuracy']:.4f}")
   return {**last, "preempted": False}

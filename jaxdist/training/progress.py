@@ -15,17 +15,17 @@ def say(show: bool | str, message: str) -> None:
     tqdm.tqdm.write(message)
 
 
+FIELDS = (("train/loss", "loss", ".4f"), ("train/accuracy", "acc", ".3f"),
+          ("test/accuracy", "test acc", ".3f"), ("perf/examples_per_second", "ex/s", ",.0f"))
+
+
 def line(step: int, total: int, record: dict, eta: float) -> str:
   """`step 150/300 ( 50%) | loss 0.4821 | acc 0.861 | test acc 0.842 | 91,234 ex/s | ETA ...`."""
   parts = [f"step {step:>{len(str(total))}}/{total} ({100 * step / total:3.0f}%)"]
-  if "train/loss" in record:
-    parts.append(f"loss {record['train/loss']:.4f}")
-  if "train/accuracy" in record:
-    parts.append(f"acc {record['train/accuracy']:.3f}")
-  if "test/accuracy" in record:
-    parts.append(f"test acc {record['test/accuracy']:.3f}")
-  if "perf/examples_per_second" in record:
-    parts.append(f"{record['perf/examples_per_second']:,.0f} ex/s")
+  for key, name, fmt in FIELDS:
+    if record.get(key) is not None:
+      parts.append(f"{name} {record[key]:{fmt}}" if name != "ex/s" else
+                   f"{record[key]:{fmt}} ex/s")
   parts.append(f"ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}")
   return " | ".join(parts)
 
@@ -51,12 +51,8 @@ class Progress:
     if self.show == "lines":
       print(line(step, self.total, record, eta), flush=True)
     elif self.bar is not None:
-      postfix = {}
-      for key, name, fmt in (("train/loss", "loss", ".4f"), ("train/accuracy", "acc", ".3f"),
-                             ("test/accuracy", "test acc", ".3f"),
-                             ("perf/examples_per_second", "ex/s", ",.0f")):
-        if key in record:
-          postfix[name] = format(record[key], fmt)
+      postfix = {name: format(record[key], fmt) for key, name, fmt in FIELDS
+                 if record.get(key) is not None}
       self.bar.set_postfix(postfix, refresh=False)
       self.bar.update(step - self.bar.n)
       if "test/accuracy" in record:

@@ -30,12 +30,18 @@ from jaxdist.core import collectives, distributed
 from jaxdist.core.layouts import Simulated, check_layout
 from jaxdist.core.state import SHARED, shared, state_class, worker_axes
 from jaxdist.data.sources import as_data
-from jaxdist.errors import ArgumentError, check_at_least
+from jaxdist.errors import ArgumentError, UserError, check_at_least, check_choice
 from jaxdist.training import progress as progress_lib
 from jaxdist.training.checkpoint import Checkpoints
 
 PyTree = Any
 GRID_NAMES = {1: ("workers",), 2: ("nodes", "workers")}
+ON_NONFINITE = ("stop", "skip")
+COUNTS = ("comm/", "nonfinite/")  # metrics summed over the steps of a run, not averaged
+
+
+class Divergence(UserError):
+  """The training diverged: a metric or a parameter is no longer finite."""
 
 
 def compiler_options() -> dict[str, str] | None:
@@ -105,11 +111,17 @@ class Runner:
     steps_per_chunk: steps per jitted call (and per record of `fit`).
     examples_per_step: examples in one step over all workers, for the examples/s in the records;
       by default K times the third dimension of the first batch leaf, when it has one.
+    on_nonfinite: `stop`: `fit` ends with a `Divergence` error naming the first step whose
+      metrics or parameters are not finite, and saves nothing of it; `skip`: a step whose
+      metrics or new parameters are not finite on any worker is dropped on every worker (its
+      state and counters kept as they were; the data moves on), counted in
+      `nonfinite/skipped`.
   """
 
   def __init__(self, algorithm: Any, data: Any, *, num_workers: int | None = None,
                grid: Sequence[int] | None = None, layout: Any = None, seed: int = 0,
-               steps_per_chunk: int = 50, examples_per_step: int | None = None):
+               steps_per_chunk: int = 50, examples_per_step: int | None = None,
+               on_nonfinite: str = "stop"):
     for method in ("init", "step", "deployed"):
       if not callable(getattr(algorithm, method, None)):
         raise ArgumentError("algorithm", f"{type(algorithm).__name__} has no {method}()",
@@ -123,6 +135,8 @@ class Runner:
       check_at_least("examples_per_step", examples_per_step, 1, integer=True)
     self.layout, self.seed, self.steps_per_chunk = layout, seed, int(steps_per_chunk)
     self.examples_per_step = examples_per_step
+    check_choice("on_nonfinite", on_nonfinite, ON_NONFINITE)
+    self.on_nonfinite = on_nonfinite
     self.workers = layout.workers(self.grid, GRID_NAMES[len(self.grid)])
     self.num_workers = self.workers.num_workers
     self._local_workers = self._workers_of_this_process()
@@ -239,10 +253,27 @@ class Runner:
       if isinstance(batch, dict):
         batch = {**batch, "step": state.step}  # shared by the workers; see objectives.Task
       algorithm, metrics = self.algorithm.step(state.algorithm, batch, rng)
+      if self.on_nonfinite == "skip":
+        ok = self._everywhere_finite(metrics, algorithm)
+        algorithm = jax.tree.map(lambda new, old: jnp.where(ok, new, old), algorithm,
+                                 state.algorithm)
+        metrics = {**metrics, "nonfinite/skipped": 1.0 - ok.astype(jnp.float32)}
       return state.replace(step=state.step + 1, algorithm=algorithm), metrics
 
     state, metrics = lax.scan(body, state, batches)
-    return state, collectives.mean(metrics)  # one all-reduce for the chunk, not one per step
+    finite = self._everywhere_finite({}, state.algorithm)  # once a chunk: the parameters
+    metrics = collectives.mean(metrics)  # one all-reduce for the chunk, not one per step
+    steps = jax.tree.leaves(batches)[0].shape[0]
+    metrics["nonfinite/params"] = jnp.broadcast_to(1.0 - finite.astype(jnp.float32), (steps,))
+    return state, metrics
+
+  def _everywhere_finite(self, metrics: dict, algorithm_state: Any) -> jax.Array:
+    """Whether the metrics and the deployed parameters are finite on every worker."""
+    params, _ = self.algorithm.deployed(algorithm_state)
+    leaves = [x for x in jax.tree.leaves((metrics, params))
+              if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)]
+    here = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])) if leaves else True
+    return collectives.mean(jnp.asarray(here, jnp.float32)) == 1.0
 
   def compile(self, abstract_state: RunState, batch_shapes: PyTree) -> float:
     """Compiles the chunk for batches shaped like `batch_shapes` (ShapeDtypeStructs with
@@ -395,8 +426,9 @@ class Runner:
     if progress not in (True, False, "lines"):
       raise ArgumentError("progress", f"unknown value {progress!r}", (True, False, "lines"))
     model_state = _state(model_state)
-    checkpoints = Checkpoints(checkpoint_dir, keep) if checkpoint_dir else None
     show = progress if distributed.is_primary() else False
+    checkpoints = (Checkpoints(checkpoint_dir, keep, say=lambda m: progress_lib.say(show, m))
+                   if checkpoint_dir else None)
     try:
       abstract = self.abstract_state(params, model_state)
       if checkpoints is not None and checkpoints.latest_step() is not None:
@@ -443,10 +475,11 @@ class Runner:
       step_time = (time.perf_counter() - tick) / size
       seconds_per_step = step_time if seconds_per_step is None else (
           0.7 * seconds_per_step + 0.3 * step_time)
-      for name in [k for k in metrics if k.startswith("comm/")]:  # counts: totals of the run
+      self._check_finite(metrics, step - size, checkpoints)
+      for name in [k for k in metrics if k.startswith(COUNTS)]:  # counts: totals of the run
         totals[name] = totals.get(name, 0.0) + float(np.sum(metrics.pop(name)))
       record = {"step": step, **(record_extras(step) if record_extras else {}),
-                **{f"train/{k}": float(np.mean(v)) for k, v in metrics.items()}, **totals,
+                **{f"train/{k}": _finite_mean(v) for k, v in metrics.items()}, **totals,
                 "perf/steps_per_second": 1 / step_time}
       if self.examples_per_step:
         record["perf/examples_per_second"] = self.examples_per_step / step_time
@@ -464,10 +497,43 @@ class Runner:
       tick = time.perf_counter()
     return step, state, step < num_steps
 
+  def _check_finite(self, metrics: dict, first_step: int, checkpoints) -> None:
+    """Raises `Divergence` for a chunk whose metrics or final parameters are not finite."""
+    params_finite = not np.any(metrics.pop("nonfinite/params") > 0)
+    if self.on_nonfinite == "skip":
+      return
+    bad = {k: np.flatnonzero(~np.isfinite(np.asarray(v, np.float64))) for k, v in metrics.items()
+           if not k.startswith(COUNTS)}
+    bad = {k: v for k, v in bad.items() if v.size}
+    if params_finite and not bad:
+      return
+    size = len(next(iter(metrics.values())))
+    if bad:
+      first = min(int(v[0]) for v in bad.values())
+      names = sorted(k for k, v in bad.items() if v[0] == first)
+      what = f"the metric{'s' * (len(names) > 1)} {', '.join(names)}"
+      where = f"{'are' if len(names) > 1 else 'is'} not finite from step {first_step + first + 1}"
+    else:
+      what, where = "the parameters", f"are not finite after step {first_step + size}"
+    kept = checkpoints.latest_step() if checkpoints is not None else None
+    saved = (f"the last checkpoint (step {kept}) is finite and kept" if kept is not None else
+             "nothing of it was saved")
+    raise Divergence(f"divergence: {what} {where}; the run stopped at step {first_step + size} "
+                     f"and {saved}; lower the learning rate, or drop such steps with "
+                     "on_nonfinite='skip'")
+
+
+def _finite_mean(values: np.ndarray) -> float | None:
+  """The mean over the steps whose value is finite; None if there is none."""
+  values = np.asarray(values, np.float64)
+  finite = values[np.isfinite(values)]
+  return float(finite.mean()) if finite.size else None
+
 
 def train(algorithm: Any, params: PyTree, model_state: PyTree = None, *, data: Any,
           num_steps: int, num_workers: int | None = None, grid: Sequence[int] | None = None,
-          layout: Any = None, seed: int = 0, steps_per_chunk: int = 50, **fit) -> Result:
+          layout: Any = None, seed: int = 0, steps_per_chunk: int = 50,
+          on_nonfinite: str = "stop", **fit) -> Result:
   """Runs `algorithm` for K workers on `data` from `params`: `Runner(...).fit(...)` in one call.
 
   Args:
@@ -475,14 +541,14 @@ def train(algorithm: Any, params: PyTree, model_state: PyTree = None, *, data: A
     params, model_state: the initial model of every worker.
     data: a data source or an iterable of per-worker batches (see `Runner`).
     num_steps: steps of the run.
-    num_workers, grid, layout, seed, steps_per_chunk: as for `Runner`.
+    num_workers, grid, layout, seed, steps_per_chunk, on_nonfinite: as for `Runner`.
     **fit: the other arguments of `Runner.fit` (checkpoint_dir, eval_fn, eval_data, ...).
 
   Returns:
     A `Result`: `.final` (the last record), `.history`, `.deployed()`, `.state`.
   """
   runner = Runner(algorithm, data, num_workers=num_workers, grid=grid, layout=layout, seed=seed,
-                  steps_per_chunk=steps_per_chunk)
+                  steps_per_chunk=steps_per_chunk, on_nonfinite=on_nonfinite)
   return runner.fit(params, model_state, num_steps=num_steps, **fit)
 
 

@@ -10,6 +10,7 @@ import sys
 import time
 
 import numpy as np
+import psutil
 import pytest
 
 from helpers import tiny_config
@@ -180,3 +181,40 @@ def test_mismatched_process_counts_end_both_processes(data_dir, tmp_path):
       if p.poll() is None:
         p.kill()
       p.wait()
+
+
+def _launcher(tmp_path, data_dir):
+  """`--local_processes 2` on a long run, once both processes train; (launcher, its children)."""
+  config = tiny_config(data_dir, train={"num_steps": 10**6, "log_every": 4},
+                       eval={"every_steps": 0}, checkpoint={"every_steps": 0})
+  config.workers.backend = "shard_map"
+  launcher = subprocess.Popen(
+      [sys.executable, "-m", "launch", "--local_processes=2", "--local_devices=2",
+       f"--config={_config_file(tmp_path, config)}", f"--workdir={tmp_path / 'run'}"],
+      cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  for line in launcher.stdout:  # process 0 reports progress once both are training
+    if line.startswith("step"):
+      break
+  children = psutil.Process(launcher.pid).children()
+  assert len(children) == 2
+  return launcher, children
+
+
+def test_killing_the_launcher_stops_its_processes(data_dir, tmp_path):
+  launcher, children = _launcher(tmp_path, data_dir)
+  launcher.send_signal(signal.SIGKILL)
+  launcher.wait()
+  gone, alive = psutil.wait_procs(children, timeout=30)
+  assert not alive and len(gone) == 2
+
+
+def test_a_killed_process_is_one_line_of_the_launcher(data_dir, tmp_path):
+  launcher, children = _launcher(tmp_path, data_dir)
+  process_0 = min(children, key=lambda p: p.environ().get("JAXDIST_PROCESS_ID", "9"))
+  process_0.send_signal(signal.SIGKILL)
+  _, stderr = launcher.communicate(timeout=90)
+  assert launcher.returncode != 0
+  lines = stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith("error: process 0 of 2 exited with status -9; "
+                                                 "stopped the others (its output: "), stderr
+  psutil.wait_procs(children, timeout=10)

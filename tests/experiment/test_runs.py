@@ -28,7 +28,7 @@ def _final_state(workdir, config):
 def _tree_hash(directory):
   digest = hashlib.sha256()
   for root, _, files in sorted(os.walk(directory)):
-    for name in sorted(files):
+    for name in sorted(f for f in files if not f.startswith(".lock")):
       with open(os.path.join(root, name), "rb") as f:
         digest.update(name.encode() + f.read())
   return digest.hexdigest()
@@ -105,19 +105,20 @@ def test_changed_config_is_refused_in_an_existing_workdir(data_dir, tmp_path):
   assert result["step"] == 12
 
 
-def test_corrupt_checkpoint_is_reported_and_left_untouched(data_dir, tmp_path):
+def test_damaged_checkpoints_are_reported_and_left_untouched(data_dir, tmp_path):
+  """With no checkpoint left that restores, the run stops in one line and moves nothing."""
   workdir = str(tmp_path / "run")
   config = tiny_config(data_dir, train={"num_steps": 8})
   run(config, workdir)
-  latest = os.path.join(workdir, "checkpoints", "8")
-  for root, _, files in os.walk(latest):
-    for name in files:
-      if name.endswith(".json") or "ocdbt" in root or name.startswith("d"):
-        with open(os.path.join(root, name), "wb") as f:
-          f.write(b"\x00garbage")
+  for step in ("4", "8"):
+    for root, _, files in os.walk(os.path.join(workdir, "checkpoints", step)):
+      for name in files:
+        if name.endswith(".json") or "ocdbt" in root or name.startswith("d"):
+          with open(os.path.join(root, name), "wb") as f:
+            f.write(b"\x00garbage")
   before = _tree_hash(workdir)
-  with pytest.raises(UserError, match=r"checkpoint: the checkpoint at .*checkpoints/8 cannot be "
-                     r"restored .*left untouched"):
+  with pytest.raises(UserError, match=r"checkpoint: no checkpoint in .*checkpoints can be "
+                     r"restored \(step 8: .*; step 4: .*\); they were left untouched"):
     run(config, workdir)
   assert _tree_hash(workdir) == before
 

@@ -45,6 +45,9 @@ class ChocoGossip:
       raise ArgumentError("compressor", "CHOCO needs a contractive (biased, scaled down) "
                           "compressor", "the biased forms (unbiased=False)")
     check_at_least("consensus_step", consensus_step, 0)
+    if consensus_step > 1:  # past 1 the pull overshoots the neighbours' copies and diverges
+      raise ArgumentError("consensus_step", f"{consensus_step} overshoots: gamma moves x part "
+                          "of the way to its neighbours' copies", "0 <= consensus_step <= 1")
     self.gossip, self.compressor, self.consensus_step = gossip, compressor, consensus_step
 
   def init(self, params: PyTree) -> PublicCopies:

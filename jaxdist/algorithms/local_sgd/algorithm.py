@@ -21,7 +21,12 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxdist.algorithms import base
-from jaxdist.algorithms.extrapolation import Extrapolation, check_extrapolation, gradient_point
+from jaxdist.algorithms.extrapolation import (
+  Extrapolation,
+  check_extrapolation,
+  gradient_point,
+  initial_state,
+)
 from jaxdist.algorithms.local_sgd.averaging import Averaging, ModelAverage
 from jaxdist.algorithms.local_sgd.schedules import Periodic
 from jaxdist.core import collectives
@@ -77,9 +82,10 @@ class LocalSGD:
     self.minibatch_steps, self.extrapolation = int(minibatch_steps), extrapolation
 
   def init(self, params, model_state, rng) -> LocalSGDState:
-    extrapolation = self.extrapolation.init(params, rng) if self.extrapolation else None
-    return LocalSGDState(jnp.zeros((), jnp.int32), params, self.tx.init(params), model_state,
-                         self.averaging.init(params), extrapolation)
+    opt_state = self.tx.init(params)
+    return LocalSGDState(jnp.zeros((), jnp.int32), params, opt_state, model_state,
+                         self.averaging.init(params),
+                         initial_state(self.extrapolation, params, opt_state, rng))
 
   def step(self, state: LocalSGDState, batch, rng):
     dims = [name for name, _ in collectives.grid()]
