@@ -39,3 +39,11 @@ def test_unknown_variant_option_is_named():
     overrides.load(f"{path}:HH=3")
   with pytest.raises(ConfigError, match=r"--config ...:H: cannot use 'two'"):
     overrides.load(f"{path}:H=two")
+
+
+def test_a_misspelt_variant_is_refused_not_ignored():
+  path = os.path.join(ROOT, "configs", "quickstart.py")
+  with pytest.raises(ConfigError, match=r"--config ...:minibatchh: no such variant option "
+                     r"\(allowed: minibatch\)"):
+    overrides.load(f"{path}:minibatchh")
+  assert overrides.load(f"{path}:minibatch").algo.name == "minibatch_sgd"

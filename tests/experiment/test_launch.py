@@ -37,6 +37,8 @@ def _launch(*args, **popen):
      "'two') (allowed: a value of type int)"),
     (["--config.algo.local_steps=0"],
      "error: algo.local_steps: must be >= 1, got 0 (allowed: >= 1)"),
+    (["--config.optim.base_lr=1e400"],
+     "error: optim.base_lr: inf is not a number (allowed: finite numbers >= 0)"),
 ])
 def test_bad_input_ends_with_one_line(tmp_path, args, message):
   process = _launch("--config", QUICKSTART, "--workdir", str(tmp_path / "run"), *args)

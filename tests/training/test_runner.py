@@ -152,14 +152,17 @@ def test_progress_lines_report_the_records(capsys):
   assert lines[-1].startswith("step 12/12 (100%) | loss ") and "ex/s | ETA" in lines[-1]
 
 
-def test_runs_are_reproducible_and_depend_on_the_seed():
-  data = jaxdist.data.sampled(_arrays(), num_workers=K, batch_size=4)
+@pytest.mark.parametrize("layout", [jaxdist.Simulated(), jaxdist.Sharded()], ids=str)
+def test_runs_are_bitwise_reproducible_on_a_layout_and_depend_on_the_seed(layout):
+  """README, "Same numbers": bitwise on the same layout; across layouts to rounding (the
+  simulated-against-sharded tests of every algorithm)."""
+  data = jaxdist.data.sampled(_arrays(), num_workers=8, batch_size=4)
   algorithm = jaxdist.minibatch_sgd(loss, learning_rate=LR,
                                     extrapolation=jaxdist.extrapolation.FilterNoise())
   run = lambda seed: jaxdist.train(algorithm, _params(), data=data, num_steps=8, seed=seed,
-                                   progress=False).state.algorithm.params
+                                   layout=layout, progress=False).state
   chex.assert_trees_all_equal(run(0), run(0))
-  assert not np.array_equal(run(0)["w"], run(1)["w"])
+  assert not np.array_equal(run(0).algorithm.params["w"], run(1).algorithm.params["w"])
 
 
 @pytest.mark.parametrize("kwargs, message", [
