@@ -63,9 +63,6 @@ class MultiProcess(Sharded):
                            auto=self.auto, timeout=self.timeout, heartbeat_timeout=self.timeout)
 
 
-Layout = Simulated | Sharded
-
-
 def check_layout(layout: object) -> None:
   if not isinstance(layout, (Simulated, Sharded)):
     raise ArgumentError("layout", f"{layout!r} is not a layout",

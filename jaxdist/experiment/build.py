@@ -29,7 +29,7 @@ from jaxdist.data import datasets, partition
 from jaxdist.data.sources import from_arrays
 from jaxdist.errors import ArgumentError, ConfigError
 from jaxdist.experiment import config as config_lib
-from jaxdist.models import MODELS, Model, pretrained
+from jaxdist.models import MODELS, pretrained
 from jaxdist.models import build as build_model
 from jaxdist.objectives import masking, tasks
 from jaxdist.optim import optimizers, schedules
@@ -442,8 +442,9 @@ def masking_ramp_steps(config, phases: tuple[int, ...], total_steps: int) -> int
 class Experiment:
   """Everything a config describes, built: dataset, model, task, schedule, algorithm, runner."""
 
-  def __init__(self, config: ml_collections.ConfigDict):
-    validate(config)
+  def __init__(self, config: ml_collections.ConfigDict, validated: bool = False):
+    if not validated:
+      validate(config)
     self.config = config
     with fields(DATA_FIELDS):
       self.dataset = datasets.relabel(datasets.load(config.data.name, config.data.data_dir),
@@ -505,4 +506,4 @@ class Experiment:
                 eval_per_worker=self.config.eval.model == "workers")
 
 
-__all__ = ["ALGORITHMS", "Experiment", "Model", "algorithm", "fields", "optimizer", "validate"]
+__all__ = ["ALGORITHMS", "Experiment", "algorithm", "fields", "optimizer", "validate"]

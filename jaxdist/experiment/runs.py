@@ -135,7 +135,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 
 
 def _run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  experiment = Experiment(config)
+  experiment = Experiment(config, validated=True)  # by run(), before the workdir was touched
   params, model_state = experiment.initial_model()
   writer = MetricWriter(workdir, enabled=distributed.is_primary())
 

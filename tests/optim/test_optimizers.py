@@ -9,7 +9,7 @@ import pytest
 from jaxdist.errors import ArgumentError, ConfigError
 from jaxdist.experiment import build
 from jaxdist.experiment.config import default
-from jaxdist.optim import optimizers, schedules
+from jaxdist.optim import optimizers, presets, schedules
 
 
 def _optim(**fields):
@@ -246,3 +246,26 @@ def test_polynomial_decay_and_legw_warmup():
   assert float(lr(4)) == pytest.approx(0.8 * peak)
   assert float(lr(15)) == pytest.approx(peak * 0.5)  # halfway through the decay
   assert float(lr(25)) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_presets_are_the_thesis_recipes():
+  """lin22_sgd: linear scaling from 0.1 at 128, warmup over 5 epochs, /10 at 50% and 75% of the
+  samples, Nesterov 0.9 with weight decay 1e-4 off biases; the You20 presets build and step."""
+  sizes = dict(global_batch=1024, train_size=50_000, total_steps=1000)
+  recipe = presets.lin22_sgd(**sizes)
+  lr = recipe["learning_rate"]
+  assert float(lr(0)) == pytest.approx(0.1)
+  assert float(lr(300)) == pytest.approx(0.8)  # past the 244-step warmup: 0.1 * 1024 / 128
+  assert float(lr(600)) == pytest.approx(0.08) and float(lr(800)) == pytest.approx(0.008)
+  tx = recipe["optimizer"](optax.constant_schedule(1.0))
+  params = {"kernel": jnp.ones((2, 2)), "bias": jnp.ones(2)}
+  grads = jax.tree.map(jnp.ones_like, params)
+  updates, _ = tx.update(grads, tx.init(params), params)
+  # Nesterov on the first step: g + 0.9 g with g = 1 (+ 1e-4 on the kernel only)
+  np.testing.assert_allclose(updates["kernel"], -1.9 * (1 + 1e-4), rtol=1e-6)
+  np.testing.assert_allclose(updates["bias"], -1.9, rtol=1e-6)
+  for preset in (presets.you20_lars, presets.you20_lamb):
+    recipe = preset(**sizes)
+    tx = recipe["optimizer"](recipe["learning_rate"])
+    updates, _ = tx.update(grads, tx.init(params), params)
+    assert all(np.isfinite(np.asarray(u)).all() for u in jax.tree.leaves(updates))
