@@ -230,8 +230,7 @@ def _check_unused_fields(config) -> None:
                       learning_rate=schedule)
     graph = topology.ring(config.workers.num_workers)
     jaxdist.qg_dsgdm(_stand_in_loss, learning_rate=schedule, topology=graph, qg_mu=algo.qg_mu,
-                     qg_period=algo.qg_period, exchange=config.topology.exchange
-                     if config.topology.exchange in ("auto", "shift", "dense") else "auto")
+                     qg_period=algo.qg_period)  # topology.exchange: checked by algorithm()
     ChocoGossip(Gossip(graph), compression.Sign(), algo.consensus_step)
     ConsensusControl(algo.consensus_target, phase_steps=_stand_in_phases(config),
                      control_phases=tuple(algo.control_phases),

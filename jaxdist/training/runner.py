@@ -143,6 +143,7 @@ class Runner:
     self._train_chunk = None
     self._compiled: dict[int, Any] = {}
     self._evaluations: dict[Any, Any] = {}
+    self._deployed: dict[bool, Any] = {}
     self._axes = None
 
   def _grid(self, num_workers, grid) -> tuple[int, ...]:
@@ -315,13 +316,15 @@ class Runner:
   def deployed(self, state: RunState, average: bool = True) -> tuple[PyTree, PyTree]:
     """The workers' deployed (params, model_state) on the host: their average (every process
     takes part), or stacked per worker `[*grid, ...]` (simulated runs, or one process)."""
-    def per_worker(state):
-      model = self.algorithm.deployed(state.algorithm)
-      return collectives.mean(model) if average else model
+    if average not in self._deployed:  # one jit per form, not one per call
+      def per_worker(state):
+        model = self.algorithm.deployed(state.algorithm)
+        return collectives.mean(model) if average else model
 
-    axes = worker_axes(state)
-    mapped = self.workers.map(per_worker, in_axes=(axes,), out_axes=SHARED if average else 0)
-    return jax.device_get(jax.jit(mapped, compiler_options=compiler_options())(state))
+      mapped = self.workers.map(per_worker, in_axes=(worker_axes(state),),
+                                out_axes=SHARED if average else 0)
+      self._deployed[average] = jax.jit(mapped, compiler_options=compiler_options())
+    return jax.device_get(self._deployed[average](state))
 
   def evaluate(self, state: RunState, eval_fn: Callable, arrays: dict[str, np.ndarray], *,
                batch_size: int = 500, per_worker: bool = False) -> dict[str, float]:
