@@ -11,6 +11,7 @@ __all__ = [
            "build",
            "config",
            "default",
+           "families",
            "launcher",
            "overrides",
            "plot",

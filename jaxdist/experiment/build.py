@@ -29,6 +29,7 @@ from jaxdist.data import datasets, partition
 from jaxdist.data.sources import from_arrays
 from jaxdist.errors import ArgumentError, ConfigError
 from jaxdist.experiment import config as config_lib
+from jaxdist.experiment import families
 from jaxdist.models import MODELS, pretrained
 from jaxdist.models import build as build_model
 from jaxdist.objectives import masking, tasks
@@ -117,6 +118,10 @@ def _at_least(config, field: str, low) -> None:
 
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError naming the first field whose value cannot be used."""
+  other = families.module(config)
+  if other is not None:
+    other.validate(config)
+    return
   for field, allowed in (("algo.name", ALGORITHMS), ("algo.compression", COMPRESSIONS),
                          ("algo.extrapolation", EXTRAPOLATIONS),
                          ("algo.compressor", COMPRESSORS), ("topology.name", topology.TOPOLOGIES),

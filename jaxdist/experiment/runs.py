@@ -24,6 +24,7 @@ import numpy as np
 from jaxdist import models
 from jaxdist.core import distributed
 from jaxdist.errors import UserError
+from jaxdist.experiment import families
 from jaxdist.experiment.build import RUN_FIELDS, Experiment, fields, validate
 from jaxdist.experiment.writers import (
   METRICS_FILE,
@@ -127,11 +128,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   before its end.
   """
   validate(config)
+  other = families.module(config)
   workdir = os.path.abspath(workdir)
   _check_writable(workdir)
   with DirectoryLock(workdir, "workdir"):
     _check_saved_config(workdir, config)
-    return _run(config, workdir)
+    return _run(config, workdir) if other is None else other.run(config, workdir)
 
 
 def _run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
