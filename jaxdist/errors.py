@@ -12,6 +12,8 @@ import numbers
 from collections.abc import Iterable
 from typing import Any
 
+import jax
+
 
 class UserError(Exception):
   """Bad input: a value, a missing dataset, an unusable workdir or checkpoint."""
@@ -47,6 +49,12 @@ class ConfigError(UserError, ValueError):
 # -- argument checks shared by the constructors ------------------------------------------------
 
 
+def is_traced(value: Any) -> bool:
+  """Whether `value` is a traced array (a hyperparameter that a vmapped population of trials
+  gives per trial): the checks below pass it, its concrete values were checked where drawn."""
+  return isinstance(value, jax.core.Tracer)
+
+
 def check_choice(name: str, value: Any, allowed: Iterable[Any]) -> None:
   """`value` must be one of `allowed`."""
   allowed = tuple(allowed)
@@ -56,6 +64,8 @@ def check_choice(name: str, value: Any, allowed: Iterable[Any]) -> None:
 
 def check_at_least(name: str, value: Any, low: float, integer: bool = False) -> None:
   """`value` must be a finite number (an integer if `integer`) >= `low`."""
+  if is_traced(value):
+    return
   kind = "an integer" if integer else "a number"
   if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(
       value) or (integer and not float(value).is_integer()):
@@ -68,6 +78,8 @@ def check_at_least(name: str, value: Any, low: float, integer: bool = False) -> 
 def check_fraction(name: str, value: Any, *, closed: bool = False) -> None:
   """`value` must be in [0, 1), or [0, 1] when `closed`."""
   check_at_least(name, value, 0)
+  if is_traced(value):
+    return
   if value > 1 or (value == 1 and not closed):
     interval = "[0, 1]" if closed else "[0, 1)"
     raise ArgumentError(name, f"{value} is not in {interval}", f"0 <= {name} "

@@ -33,7 +33,7 @@ import optax
 import optax.tree_utils as otu
 from jax import lax
 
-from jaxdist.errors import ArgumentError, check_at_least, check_choice
+from jaxdist.errors import ArgumentError, check_at_least, check_choice, is_traced
 
 TRUST_DENOMINATORS = ("sum_of_norms", "norm_of_sum")
 LARS_MOMENTUM = ("lr_inside", "lr_outside")
@@ -47,7 +47,7 @@ def is_weight_matrix(params: Any) -> Any:
 
 def _decay(weight_decay: float, decay_norm_and_bias: bool) -> optax.GradientTransformation:
   check_at_least("weight_decay", weight_decay, 0)
-  if not weight_decay:
+  if not is_traced(weight_decay) and not weight_decay:
     return optax.identity()
   return optax.add_decayed_weights(weight_decay,
                                    mask=None if decay_norm_and_bias else is_weight_matrix)
@@ -60,7 +60,7 @@ def _clip(grad_clip_norm: float) -> optax.GradientTransformation:
 
 def _check_momentum(momentum: float) -> None:
   check_at_least("momentum", momentum, 0)
-  if momentum >= 1:
+  if not is_traced(momentum) and momentum >= 1:
     raise ArgumentError("momentum", f"{momentum} is not a momentum", "0 <= momentum < 1")
 
 
@@ -79,7 +79,8 @@ def sgd(learning_rate: ScalarOrSchedule, *, momentum: float = 0.0, nesterov: boo
   """
   _check_momentum(momentum)
   return optax.chain(_clip(grad_clip_norm), _decay(weight_decay, decay_norm_and_bias),
-                     optax.sgd(learning_rate, momentum=momentum or None, nesterov=nesterov))
+                     optax.sgd(learning_rate, momentum=momentum if is_traced(momentum) else
+                               momentum or None, nesterov=nesterov))
 
 
 def adam(learning_rate: ScalarOrSchedule, *, b1: float = 0.9, b2: float = 0.999,

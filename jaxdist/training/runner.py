@@ -203,6 +203,17 @@ class Runner:
         params, model_state, jax.random.PRNGKey(self.seed))
     return self.workers.abstract(self.state_axes(params, model_state), shapes)
 
+  def mapped_functions(self, params: PyTree, model_state: PyTree = None) -> tuple[Callable,
+                                                                                  Callable]:
+    """The run's two pieces mapped over the workers, not jitted, for callers that batch whole
+    runs (a search's vmapped population of trials): `init(params, model_state, key)`, the state
+    `init` gives for `PRNGKey(seed)` = key, and `chunk(state, batches)` -> (state, per-step
+    metrics averaged over the workers), the steps of `train`."""
+    axes = self.state_axes(params, _state(model_state))
+    init = self.workers.map(self._initial_state, in_axes=SHARED, out_axes=axes)
+    chunk = self.workers.map(self._chunk, in_axes=(axes, 1), out_axes=(axes, SHARED))
+    return init, chunk
+
   def _replicated(self, tree: PyTree) -> PyTree:
     """Host values as arrays every device holds whole (every process gives the same values)."""
     def place(x, sharding):

@@ -23,7 +23,7 @@ from jaxdist.algorithms.decentralized.base import Decentralized, DecentralizedSt
 from jaxdist.communication.compression import Compressor
 from jaxdist.communication.gossip import Gossip
 from jaxdist.core.state import per_worker, state_class
-from jaxdist.errors import ArgumentError, check_at_least
+from jaxdist.errors import ArgumentError, check_at_least, is_traced
 
 PyTree = Any
 
@@ -45,7 +45,8 @@ class ChocoGossip:
       raise ArgumentError("compressor", "CHOCO needs a contractive (biased, scaled down) "
                           "compressor", "the biased forms (unbiased=False)")
     check_at_least("consensus_step", consensus_step, 0)
-    if consensus_step > 1:  # past 1 the pull overshoots the neighbours' copies and diverges
+    # past 1 the pull overshoots the neighbours' copies and diverges
+    if not is_traced(consensus_step) and consensus_step > 1:
       raise ArgumentError("consensus_step", f"{consensus_step} overshoots: gamma moves x part "
                           "of the way to its neighbours' copies", "0 <= consensus_step <= 1")
     self.gossip, self.compressor, self.consensus_step = gossip, compressor, consensus_step
