@@ -87,10 +87,12 @@ class Unit:
 @dataclasses.dataclass
 class SearchResult:
   """What a search found: every trial (`trials`, rows of the results table), the best one
-  (`best`, with its state in `best_state`), the plan (`metadata`, before running) and what ran
-  (`metadata_`), and whether `should_stop` ended it early (`preempted`)."""
+  (`best`, with its state in `best_state`), every trial's scores (`curves`), the plan
+  (`metadata`, before running) and what ran (`metadata_`), and whether `should_stop` ended it
+  early (`preempted`)."""
 
   trials: list[dict[str, Any]]
+  curves: list[list[list[float]]]  # per trial, its [calls, score] after every unit
   best: dict[str, Any] | None
   best_state: PyTree
   metadata: dict
@@ -193,7 +195,7 @@ class Search:
       raise UserError(f"checkpoint_dir: {checkpoints.directory} holds another search (other "
                       "brackets, seed, space or patience); use a new directory, or the same "
                       "search to resume")
-    tree = jax.device_get(tree)
+    tree = jax.tree.map(np.array, jax.device_get(tree))  # writable copies
     for run, saved in zip(self.runs, meta["brackets"]):
       run.rung, run.survivors, run.done = saved["rung"], saved["survivors"], saved["done"]
       for t, (calls, history, stopped, alive) in zip(run.trials, saved["trials"]):
@@ -268,31 +270,35 @@ class Search:
     self._advance(run, metrics)
 
   def _advance(self, run: _BracketRun, metrics: dict) -> None:
-    rung = run.plan.rungs[run.rung]
-    if any(not run.trials[i].stopped and run.trials[i].calls < rung.calls
-           for i in run.survivors):
-      return
-    ranked = sorted(run.survivors, key=lambda i: (-priorities.rank_value(run.trials[i].score), i))
-    best = run.trials[ranked[0]]
-    record = {"bracket": run.plan.id, "rung": run.rung, "calls": rung.calls,
-              "trials": len(run.survivors), "best_trial": best.id, "best_score": best.score,
-              "search_calls": self.calls_done, "units": self.units_done,
-              **{f"train/{k}": float(np.mean(v)) for k, v in metrics.items()}}
-    self.history.append(record)
-    planned = brackets_lib.metadata(self.plan)["partial_fit_calls"]
-    self._say(f"bracket {run.plan.id} rung {run.rung + 1}/{len(run.plan.rungs)}: "
-              f"{len(run.survivors)} trials at {rung.calls} calls, best score {best.score:.4f} "
-              f"(trial {best.id}); {self.calls_done}/{planned} calls of the search")
-    if self.on_record is not None:
-      self.on_record(record)
-    if run.rung + 1 == len(run.plan.rungs):
-      run.done = True
-      return
-    run.rung += 1
-    keep = set(ranked[:run.plan.rungs[run.rung].n_models])
-    for i in run.survivors:
-      run.trials[i].alive = i in keep
-    run.survivors = sorted(keep)
+    """Closes every complete rung of `run` (several when a rung's models are all on plateaus)."""
+    while not run.done:
+      rung = run.plan.rungs[run.rung]
+      if any(not run.trials[i].stopped and run.trials[i].calls < rung.calls
+             for i in run.survivors):
+        return
+      ranked = sorted(run.survivors,
+                      key=lambda i: (-priorities.rank_value(run.trials[i].score), i))
+      best = run.trials[ranked[0]]
+      record = {"bracket": run.plan.id, "rung": run.rung, "calls": rung.calls,
+                "trials": len(run.survivors), "best_trial": best.id, "best_score": best.score,
+                "search_calls": self.calls_done, "units": self.units_done,
+                **{f"train/{k}": float(np.mean(v)) for k, v in metrics.items()}}
+      self.history.append(record)
+      planned = brackets_lib.metadata(self.plan)["partial_fit_calls"]
+      self._say(f"bracket {run.plan.id} rung {run.rung + 1}/{len(run.plan.rungs)}: "
+                f"{len(run.survivors)} trials at {rung.calls} calls, best score "
+                f"{best.score:.4f} (trial {best.id}); {self.calls_done}/{planned} calls of the "
+                "search")
+      if self.on_record is not None:
+        self.on_record(record)
+      if run.rung + 1 == len(run.plan.rungs):
+        run.done = True
+        return
+      run.rung += 1
+      keep = set(ranked[:run.plan.rungs[run.rung].n_models])
+      for i in run.survivors:
+        run.trials[i].alive = i in keep
+      run.survivors = sorted(keep)
 
   @property
   def done(self) -> bool:
@@ -312,7 +318,7 @@ class Search:
         preempted = self._run_here(checkpoints, should_stop)
       else:
         preempted = self._run_on(client, checkpoints, should_stop)
-      if checkpoints is not None and (preempted or self.units_done % self.checkpoint_every):
+      if checkpoints is not None and checkpoints.latest_step() != self.units_done:
         checkpoints.save(self.units_done, self._tree(), self._meta())
     finally:
       if checkpoints is not None:
@@ -378,7 +384,8 @@ class Search:
                   "decisions": sorted({c for t in run.trials for c, _ in t.history})})
     metadata_ = {"n_models": sum(r["n_models"] for r in ran),
                  "partial_fit_calls": sum(r["partial_fit_calls"] for r in ran), "brackets": ran}
-    return SearchResult(rows, best, best_state, brackets_lib.metadata(self.plan), metadata_,
+    curves = [[list(h) for h in t.history] for run in self.runs for t in run.trials]
+    return SearchResult(rows, curves, best, best_state, brackets_lib.metadata(self.plan), metadata_,
                         list(self.history), preempted)
 
 
