@@ -10,11 +10,13 @@ or a damaged file took away.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import jax
@@ -89,6 +91,26 @@ def _check_saved_config(workdir: str, config: ml_collections.ConfigDict) -> None
           f"(fields that may change on resume: {', '.join(RESUMABLE_FIELDS)})")
 
 
+@contextlib.contextmanager
+def stop_on_sigterm() -> Iterator[threading.Event]:
+  """An event that SIGTERM sets while the block runs (in the main thread), for `should_stop`."""
+  stop = threading.Event()
+  in_main_thread = threading.current_thread() is threading.main_thread()
+  if in_main_thread:
+    previous_handler = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+  try:
+    yield stop
+  finally:
+    if in_main_thread:
+      signal.signal(signal.SIGTERM, previous_handler)
+
+
+def claim_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
+  """Writes config.json once (process 0): the workdir now holds this run."""
+  if distributed.is_primary() and not os.path.exists(os.path.join(workdir, CONFIG_FILE)):
+    write_atomically(os.path.join(workdir, CONFIG_FILE), json.dumps(flatten(config), indent=1))
+
+
 def _say(message: str) -> None:
   """For the user, from process 0 only."""
   if distributed.is_primary():
@@ -141,20 +163,12 @@ def _run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   params, model_state = experiment.initial_model()
   writer = MetricWriter(workdir, enabled=distributed.is_primary())
 
-  def claim():
-    if distributed.is_primary() and not os.path.exists(os.path.join(workdir, CONFIG_FILE)):
-      write_atomically(os.path.join(workdir, CONFIG_FILE), json.dumps(flatten(config), indent=1))
-
   def on_record(record):
-    claim()
+    claim_workdir(workdir, config)
     writer.write(record["step"], {k: v for k, v in record.items() if k != "step"})
 
-  stop = threading.Event()
-  in_main_thread = threading.current_thread() is threading.main_thread()
-  if in_main_thread:
-    previous_handler = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-  try:
-    with fields(RUN_FIELDS):
+  with stop_on_sigterm() as stop, fields(RUN_FIELDS):
+    try:
       result = experiment.runner.fit(
           params, model_state, num_steps=experiment.total_steps,
           checkpoint_dir=os.path.join(workdir, "checkpoints"),
@@ -162,16 +176,14 @@ def _run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
           progress="lines" if not sys.stdout.isatty() else True, on_record=on_record,
           record_extras=experiment.record_extras, should_stop=stop.is_set,
           **experiment.evaluation())
-  finally:
-    writer.close()
-    if in_main_thread:
-      signal.signal(signal.SIGTERM, previous_handler)
+    finally:
+      writer.close()
   last = {**result.final, "step": result.step}
   if result.preempted:
     _say(f"stopped by SIGTERM at step {result.step}; checkpoint saved; run the same command to "
          "resume")
     return {**last, "preempted": True}
-  claim()
+  claim_workdir(workdir, config)
   save_model(experiment, result.state, workdir)
   if distributed.is_primary():
     rewrite_metrics(workdir, result.history)

@@ -279,7 +279,8 @@ class Search:
       ranked = sorted(run.survivors,
                       key=lambda i: (-priorities.rank_value(run.trials[i].score), i))
       best = run.trials[ranked[0]]
-      record = {"bracket": run.plan.id, "rung": run.rung, "calls": rung.calls,
+      record = {"index": len(self.history) + 1, "bracket": run.plan.id, "rung": run.rung,
+                "calls": rung.calls,
                 "trials": len(run.survivors), "best_trial": best.id, "best_score": best.score,
                 "search_calls": self.calls_done, "units": self.units_done,
                 **{f"train/{k}": float(np.mean(v)) for k, v in metrics.items()}}
