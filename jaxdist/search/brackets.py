@@ -102,7 +102,9 @@ def hyperband_brackets(max_iter: int, aggressiveness: float = 3,
       r = max_iter // eta**s
     else:
       n = math.ceil(budget / max_iter * aggressiveness**s / (s + 1))
-      r = int(max_iter * aggressiveness**-s)
+      # R eta^-s can fall just below an integer (729 * 3^-6 = 0.999...), where Dask-ML's int()
+      # gives a bracket of 0 initial calls; such a bracket starts at 1 here
+      r = max(int(max_iter * aggressiveness**-s), 1)
     brackets.append(sha_bracket(n, r, aggressiveness, max_iter, exact_log, bracket_id=s))
   return brackets
 

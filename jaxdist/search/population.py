@@ -60,10 +60,13 @@ class Population:
     num_workers: K, workers of every trial.
     steps_per_call: steps of the algorithm in one partial_fit call.
     static: names of the hyperparameters that change shapes or structure.
+    pad: run a group of N trials as the next power of two (the last trial repeated, its copies
+      dropped), so that a search compiles a handful of programs per group, not one per N.
   """
 
   def __init__(self, build: Callable, init_model: Callable, data: Callable, score: Callable, *,
-               num_workers: int = 1, steps_per_call: int = 1, static: Sequence[str] = ()):
+               num_workers: int = 1, steps_per_call: int = 1, static: Sequence[str] = (),
+               pad: bool = True):
     for name, fn in (("build", build), ("init_model", init_model), ("data", data),
                      ("score", score)):
       if not callable(fn):
@@ -73,6 +76,7 @@ class Population:
     self.build, self.init_model, self.data, self.score_fn = build, init_model, data, score
     self.num_workers, self.steps_per_call = int(num_workers), int(steps_per_call)
     self.static = tuple(sorted(static))
+    self.pad = bool(pad)
     self._token = uuid.uuid4().hex
 
   def group_key(self, config: Config) -> GroupKey:
@@ -95,17 +99,28 @@ class Population:
 
   # -- the three operations of a search, each for a group of trials ------------------------------
 
+  def _padded(self, tree: PyTree, n: int) -> PyTree:
+    size = 1 << max(n - 1, 0).bit_length() if self.pad else n
+    return jax.tree.map(lambda x: np.concatenate([x, np.repeat(x[-1:], size - n, 0)])
+                        if size > n else x, tree)
+
+  def _cut(self, tree: PyTree, n: int) -> PyTree:
+    return jax.tree.map(lambda x: np.asarray(x)[:n], jax.device_get(tree))
+
   def init(self, configs: Sequence[Config], seeds: Sequence[int]) -> PyTree:
     """The states of the trials at call 0, stacked on a leading trial axis (host arrays)."""
     group, hp = self._group(configs)
     keys = np.stack([np.asarray(jax.random.PRNGKey(int(s))) for s in seeds])
-    return jax.device_get(group.init(hp, keys))
+    n = len(configs)
+    return self._cut(group.init(*self._padded((hp, keys), n)), n)
 
   def train(self, configs: Sequence[Config], states: PyTree, first_call: int,
             num_calls: int) -> tuple[PyTree, dict[str, np.ndarray]]:
     """`num_calls` partial_fit calls of every trial from call `first_call`; the new states and
     the mean of each training metric per trial over those calls."""
     group, hp = self._group(configs)
+    n = len(configs)
+    hp, states = self._padded((hp, jax.tree.map(np.asarray, states)), n)
     states = jax.tree.map(jnp.asarray, states)
     sums = None
     for call in range(first_call, first_call + num_calls):
@@ -113,20 +128,21 @@ class Population:
                                      np.arange(self.num_workers))
       states, metrics = group.call(hp, states, jax.tree.map(jnp.asarray, batches))
       sums = metrics if sums is None else jax.tree.map(jnp.add, sums, metrics)
-    means = {k: np.asarray(v) / max(num_calls, 1) for k, v in jax.device_get(sums or {}).items()}
-    return jax.device_get(states), means
+    means = {k: v / max(num_calls, 1) for k, v in self._cut(sums or {}, n).items()}
+    return self._cut(states, n), means
 
   def score(self, configs: Sequence[Config], states: PyTree) -> np.ndarray:
     """The score of every trial's averaged model (NaN stays NaN: a diverged trial ranks last)."""
     group, hp = self._group(configs)
-    return np.asarray(jax.device_get(group.score(hp, jax.tree.map(jnp.asarray, states))),
-                      np.float64)
+    n = len(configs)
+    hp, states = self._padded((hp, jax.tree.map(np.asarray, states)), n)
+    return np.asarray(self._cut(group.score(hp, states), n), np.float64)
 
   def deployed(self, config: Config, state: PyTree) -> tuple[PyTree, PyTree]:
     """One trial's averaged (params, model_state) on the host, from its (unstacked) state."""
     group, hp = self._group([config])
-    stacked = jax.tree.map(lambda x: jnp.asarray(x)[None], state)
-    return jax.tree.map(lambda x: np.asarray(x)[0], jax.device_get(group.deployed(hp, stacked)))
+    stacked = jax.tree.map(lambda x: np.asarray(x)[None], state)
+    return jax.tree.map(lambda x: x[0], self._cut(group.deployed(hp, stacked), 1))
 
   def abstract_state(self, config: Config, num_trials: int) -> PyTree:
     """Shapes and dtypes of the stacked states of `num_trials` trials like `config`."""

@@ -20,7 +20,9 @@ import numpy as np
 from jaxdist.errors import check_choice
 
 POLICIES = ("score", "fifo", "random")
-UNSCORED = math.inf  # a model not scored yet comes first: its bracket waits for it
+# A model not scored yet comes after the scored ones (among themselves, in the order their work
+# became ready, the most adaptive bracket first): scored work continues the promising models.
+UNSCORED = -math.inf
 
 
 def rank_value(score: float | None) -> float:
@@ -29,10 +31,10 @@ def rank_value(score: float | None) -> float:
 
 
 def model_priorities(scores: Mapping[int, float | None], num_workers: int) -> dict[int, float]:
-  """Priority of each model of one bracket: its last score; the worst `num_workers` models tied
-  at the median of their scores (unscored models keep the highest priority)."""
+  """Priority of each model of one bracket: its last score; the worst `num_workers` scored
+  models tied at the median of their scores; unscored models last (`UNSCORED`)."""
   priorities = {k: UNSCORED if v is None else rank_value(v) for k, v in scores.items()}
-  scored = sorted((v, k) for k, v in priorities.items() if v != UNSCORED)
+  scored = sorted((v, k) for k, v in priorities.items() if scores[k] is not None)
   if num_workers > 1 and len(scored) > 1:
     worst = scored[:num_workers]
     finite = [v for v, _ in worst if math.isfinite(v)]

@@ -97,7 +97,8 @@ class SearchResult:
   best_state: PyTree
   metadata: dict
   metadata_: dict
-  history: list[dict[str, Any]]
+  history: list[dict[str, Any]]  # a record per closed rung
+  trace: list[list[float]]  # [calls of the search, best score so far] after every unit
   preempted: bool
 
 
@@ -146,6 +147,7 @@ class Search:
     self.runs = [self._bracket_run(b) for b in self.plan]
     self.states: dict[int, list[PyTree]] = {}  # bracket -> stacked states per shape group
     self.units_done, self.calls_done, self.history = 0, 0, []
+    self.trace: list[list[float]] = []  # [calls of the search, best score so far] per unit
     self._order: dict[Unit, int] = {}
     self._signature = json.dumps({
         "plan": brackets_lib.metadata(self.plan)["brackets"], "seed": self.seed,
@@ -181,7 +183,7 @@ class Search:
 
   def _meta(self) -> dict:
     return {"signature": self._signature, "units_done": self.units_done,
-            "calls_done": self.calls_done, "history": self.history,
+            "calls_done": self.calls_done, "history": self.history, "trace": self.trace,
             "brackets": [{"rung": r.rung, "survivors": r.survivors, "done": r.done,
                           "trials": [[t.calls, t.history, t.stopped, t.alive] for t in r.trials]}
                          for r in self.runs]}
@@ -203,7 +205,7 @@ class Search:
       self.states[run.plan.id] = [tree[f"b{run.plan.id}"][f"g{g}"]
                                   for g in range(len(run.groups))]
     self.units_done, self.calls_done = meta["units_done"], meta["calls_done"]
-    self.history = meta["history"]
+    self.history, self.trace = meta["history"], meta["trace"]
     self._say(f"resumed the search from its checkpoint after {step} units")
 
   def _say(self, message: str) -> None:
@@ -267,6 +269,9 @@ class Search:
       t.stopped = brackets_lib.plateaued(t.history, self.patience, self.tol)
     self.units_done += 1
     self.calls_done += unit.num_calls * len(trials)
+    best = max([priorities.rank_value(float(v)) for v in scores] +
+               ([self.trace[-1][1]] if self.trace else []))
+    self.trace.append([self.calls_done, best])
     self._advance(run, metrics)
 
   def _advance(self, run: _BracketRun, metrics: dict) -> None:
@@ -387,7 +392,7 @@ class Search:
                  "partial_fit_calls": sum(r["partial_fit_calls"] for r in ran), "brackets": ran}
     curves = [[list(h) for h in t.history] for run in self.runs for t in run.trials]
     return SearchResult(rows, curves, best, best_state, brackets_lib.metadata(self.plan), metadata_,
-                        list(self.history), preempted)
+                        list(self.history), list(self.trace), preempted)
 
 
 # -- the searches -------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from jaxdist.experiment import search as search_family
 def _config(data_dir):
   config = search_family.default()
   config.search.update(max_iter=3, aggressiveness=3.0, steps_per_call=2)
-  config.space = dict(learning_rate="log_uniform(0.01, 1.0)", batch_size="choice(8, 16)")
+  config.space = dict(learning_rate="log_uniform(0.01, 1.0)", momentum="uniform(0.0, 0.9)")
   config.data.update(name="digits", data_dir=data_dir, validation=300)
   config.model.hidden = (16,)
   return config
@@ -37,7 +37,8 @@ def test_a_search_from_a_config(data_dir, tmp_path, monkeypatch):
     assert os.path.exists(os.path.join(whole, name)), name
   results = json.loads(_read(whole, "results.json"))
   assert len(results["trials"]) == results["metadata"]["n_models"] == 5  # 3@1 -> 1@3, 2@3
-  assert _read(whole, "results.csv").splitlines()[0].startswith("bracket,trial,batch_size,")
+  header = _read(whole, "results.csv").splitlines()[0]
+  assert header.startswith("bracket,trial,learning_rate,momentum,calls,score")
   assert json.loads(_read(whole, "best.json"))["score"] == best["score"]
 
   # stopped after its first unit (as SIGTERM would), then the same command again

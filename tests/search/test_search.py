@@ -84,3 +84,13 @@ def test_patience_stops_models_on_a_plateau():
   assert result.metadata_["partial_fit_calls"] < result.metadata["partial_fit_calls"]
   stopped = [t["calls"] for t in result.trials if t["stopped"]]
   assert stopped and set(stopped) <= {3, 6}
+
+
+def test_trials_of_other_shapes_train_in_their_own_groups():
+  space = {**SPACE, "local_steps": Choice([1, 2], static=True)}
+  result = jaxdist.search.random_search(POPULATION, space, 2, 2, seed=2, progress=False)
+  assert [t["local_steps"] for t in result.trials] == [1, 2]  # seed 2 draws both
+  fifo = jaxdist.search.random_search(POPULATION, space, 2, 2, seed=2, progress=False,
+                                      priority="fifo")
+  assert fifo.trials == result.trials and all(t["calls"] == 2 for t in result.trials)
+  assert result.trials[0]["score"] != result.trials[1]["score"]
