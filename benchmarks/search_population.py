@@ -11,6 +11,7 @@ is 4 partial_fit calls of 5 steps of batch 32.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import time
@@ -71,7 +72,8 @@ def main() -> None:
   import distributed
 
   with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                                dashboard_address=None) as cluster, \
+                                dashboard_address=None,
+                                silence_logs=logging.ERROR) as cluster, \
        distributed.Client(cluster) as client:
     hyperband(client)  # the workers' first use
     there, second = hyperband(client)

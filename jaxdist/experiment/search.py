@@ -22,6 +22,7 @@ import csv
 import functools
 import io
 import json
+import logging
 import os
 import re
 import sys
@@ -263,7 +264,7 @@ def run_search(problem: SearchProblem, config: ml_collections.ConfigDict, **opti
       else:
         cluster = stack.enter_context(distributed.LocalCluster(
             n_workers=s.cluster_workers, threads_per_worker=1, processes=False,
-            dashboard_address=None))
+            dashboard_address=None, silence_logs=logging.ERROR))
         client = stack.enter_context(distributed.Client(cluster))
     with fields(SEARCH_FIELDS):
       return method(problem.population, problem.space, **_plan(config), seed=config.seed,

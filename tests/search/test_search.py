@@ -1,6 +1,8 @@
 """The search: Hyperband's rungs run as planned; every scheduling policy, a Dask cluster and a
 stopped-and-resumed search end with the identical result."""
 
+import logging
+
 import pytest
 from search_problem import SPACE, population
 
@@ -59,7 +61,8 @@ def test_a_stopped_search_resumes_to_the_identical_result(unbroken, tmp_path, st
 def test_a_dask_cluster_gives_the_same_result(unbroken):
   distributed = pytest.importorskip("distributed")
   with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                                dashboard_address=None) as cluster, \
+                                dashboard_address=None,
+                                silence_logs=logging.ERROR) as cluster, \
        distributed.Client(cluster) as client:
     result = _hyperband(client=client)
   assert result.trials == unbroken.trials and result.best == unbroken.best
