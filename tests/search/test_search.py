@@ -2,6 +2,9 @@
 stopped-and-resumed search end with the identical result."""
 
 import logging
+import os
+import subprocess
+import sys
 
 import pytest
 from search_problem import SPACE, population
@@ -97,3 +100,29 @@ def test_trials_of_other_shapes_train_in_their_own_groups():
                                       priority="fifo")
   assert fifo.trials == result.trials and all(t["calls"] == 2 for t in result.trials)
   assert result.trials[0]["score"] != result.trials[1]["score"]
+
+
+KILLED = """
+import os, signal, sys
+sys.path.insert(0, {here!r})
+import jaxdist
+from search_problem import SPACE, population
+units = iter(range(100))
+def kill():  # SIGKILL, no cleanup, maybe in the middle of an asynchronous checkpoint
+  if next(units) == 3:
+    os.kill(os.getpid(), signal.SIGKILL)
+  return False
+jaxdist.search.hyperband(population(), SPACE, max_iter=9, aggressiveness=3, seed=5,
+                         progress=False, checkpoint_dir={directory!r}, should_stop=kill)
+"""
+
+
+def test_a_killed_search_resumes_to_the_identical_result(unbroken, tmp_path):
+  here = os.path.dirname(os.path.abspath(__file__))
+  script = KILLED.format(here=here, directory=str(tmp_path / "ckpt"))
+  killed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300)
+  assert killed.returncode == -9, killed.stderr[-2000:]
+  assert any(name.isdigit() for name in os.listdir(tmp_path / "ckpt"))  # it resumes from one
+  resumed = _hyperband(checkpoint_dir=str(tmp_path / "ckpt"))
+  assert resumed.trials == unbroken.trials and resumed.best == unbroken.best
