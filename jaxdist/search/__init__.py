@@ -13,7 +13,7 @@ scheduler, in process or on a dask.distributed cluster, with checkpoints), `simu
 discrete-event model of a cluster running a search).
 """
 
-from jaxdist.search import brackets, population, priorities, search, spaces
+from jaxdist.search import brackets, population, priorities, search, simulator, spaces
 from jaxdist.search.brackets import Bracket, Rung, hyperband_brackets, metadata, sha_bracket
 from jaxdist.search.population import Population
 from jaxdist.search.search import SearchResult, hyperband, random_search, successive_halving
@@ -22,6 +22,6 @@ from jaxdist.search.spaces import Choice, Integer, LogUniform, Uniform, sample
 __all__ = [
     "Bracket", "Choice", "Integer", "LogUniform", "Population", "Rung", "SearchResult",
     "Uniform", "brackets", "hyperband", "hyperband_brackets", "metadata", "population",
-    "priorities", "random_search", "sample", "search", "sha_bracket", "spaces",
+    "priorities", "random_search", "sample", "search", "sha_bracket", "simulator", "spaces",
     "successive_halving",
 ]
