@@ -293,6 +293,7 @@ def write_results(workdir: str, result, test_accuracy: float | None) -> None:
 def plot_scores(result, path: str) -> None:
   """Score against partial_fit calls, one panel per bracket, one line per trial."""
   import matplotlib
+  import matplotlib.ticker
 
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
@@ -305,6 +306,7 @@ def plot_scores(result, path: str) -> None:
         calls, scores = zip(*curve)
         ax.plot(calls, scores, marker=".", lw=0.8, alpha=0.7)
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_title(f"bracket {bracket}")
     ax.set_xlabel("partial_fit calls")
   axes[0][0].set_ylabel("validation score")

@@ -291,10 +291,10 @@ class Search:
                 **{f"train/{k}": float(np.mean(v)) for k, v in metrics.items()}}
       self.history.append(record)
       planned = brackets_lib.metadata(self.plan)["partial_fit_calls"]
-      self._say(f"bracket {run.plan.id} rung {run.rung + 1}/{len(run.plan.rungs)}: "
-                f"{len(run.survivors)} trials at {rung.calls} calls, best score "
-                f"{best.score:.4f} (trial {best.id}); {self.calls_done}/{planned} calls of the "
-                "search")
+      n = len(run.survivors)
+      self._say(f"bracket {run.plan.id} rung {run.rung + 1}/{len(run.plan.rungs)}: {n} "
+                f"trial{'s' * (n != 1)} at {rung.calls} calls, best score {best.score:.4f} "
+                f"(trial {best.id}); {self.calls_done}/{planned} calls of the search")
       if self.on_record is not None:
         self.on_record(record)
       if run.rung + 1 == len(run.plan.rungs):
