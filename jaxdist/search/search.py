@@ -398,7 +398,14 @@ class Search:
 # -- the searches -------------------------------------------------------------------------------
 
 
+OPTIONS = ("seed", "patience", "tol", "priority", "num_workers", "checkpoint_dir",
+           "checkpoint_every", "progress", "on_record")
+
+
 def _search(population, space, plan, max_iter, aggressiveness, client, should_stop, options):
+  for name in options:
+    if name not in OPTIONS:
+      raise ArgumentError(name, "not an option of a search", OPTIONS)
   num_workers = options.pop("num_workers", None)
   if num_workers is None and client is not None:
     num_workers = sum(client.nthreads().values())

@@ -76,7 +76,9 @@ def test_random_search_trains_every_model_to_max_iter():
   assert [t["calls"] for t in result.trials] == [9, 9, 9]
 
 
-def test_the_space_must_match_the_population():
+def test_the_space_must_match_the_population_and_options_exist():
+  with pytest.raises(ArgumentError, match=r"patiense: not an option of a search \(allowed: 'seed'"):
+    jaxdist.search.hyperband(POPULATION, SPACE, max_iter=9, patiense=True)
   with pytest.raises(ArgumentError, match=r"space: its static hyperparameters \(\)"):
     jaxdist.search.hyperband(POPULATION, {**SPACE, "local_steps": Choice([2])}, max_iter=9)
 
