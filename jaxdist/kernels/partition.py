@@ -25,6 +25,7 @@ import math
 
 import numpy as np
 from sklearn.cluster import KMeans
+from threadpoolctl import threadpool_limits
 
 from jaxdist.errors import ArgumentError, check_at_least, check_choice
 
@@ -78,7 +79,8 @@ def _squared_distances(x: np.ndarray, centres: np.ndarray) -> np.ndarray:
 
 
 def _kmeans(x, p, seed):
-  km = KMeans(n_clusters=p, n_init=1, random_state=seed).fit(x)
+  with threadpool_limits(1):  # its thread pool costs more than it saves at these sizes
+    km = KMeans(n_clusters=p, n_init=1, random_state=seed).fit(x)
   return km.labels_.astype(np.int64), km.cluster_centers_.astype(x.dtype), int(km.n_iter_)
 
 
