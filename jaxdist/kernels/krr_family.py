@@ -6,7 +6,8 @@ squared distances of its rows are computed once, then each grid point is one Cho
 the local (K + lambda m I) alpha = y (m local) and one prediction of every test point.
 
     dkrr    one global solve: each worker computes its block of rows of the kernel matrix, the
-            blocks are gathered, every worker solves the whole system (ScaLAPACK's role)
+            blocks assemble the whole matrix, one Cholesky per grid point solves it (on one
+            device here, where the thesis distributes the factorisation with ScaLAPACK)
     dc_krr  Alg. 8: even random partition, local solves, the average of the local predictions
     kkrr    k-means partition, average           kkrr2  k-means, nearest centre's model
     bkrr    K-balance (Alg. 9), average          bkrr2  Alg. 10: K-balance, nearest centre
@@ -20,6 +21,7 @@ import functools
 import time
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -71,16 +73,21 @@ def _local_fn(combine: str):
   return local
 
 
-def _dkrr_fn(x, y, mask, x_test, y_test, gammas, lambdas):
-  """DKRR: the kernel matrix assembled from the workers' row blocks, one global solve."""
-  everything = collectives.gather((x, y, mask))  # [P, cap, ...]
-  x_all, y_all, mask_all = (v.reshape((-1,) + v.shape[2:]) for v in everything)
-  blocks = collectives.gather(squared_distances(x, x_all))  # each worker's rows of the matrix
-  d_train = blocks.reshape(x_all.shape[0], x_all.shape[0])
-  d_test = jnp.moveaxis(collectives.gather(squared_distances(x_test, x)), 0, 1)
-  d_test = d_test.reshape(x_test.shape[0], x_all.shape[0])
-  predictions = _grid_predictions(d_train, d_test, y_all, mask_all, gammas, lambdas)
-  return jnp.mean((predictions - y_test[None, :])**2, axis=-1), predictions
+def _dkrr_blocks(x, x_test):
+  """DKRR, on each worker: its block of rows of the kernel matrix and of the test kernel."""
+  x_all = collectives.gather(x).reshape((-1, x.shape[-1]))  # every worker needs every row
+  return squared_distances(x, x_all), squared_distances(x_test, x)
+
+
+@jax.jit
+def _dkrr_solve(blocks, test_blocks, y, mask, y_test, gammas, lambdas):
+  """DKRR's one global solve per grid point, on the matrix the workers' blocks assemble."""
+  rows = blocks.shape[0] * blocks.shape[1]
+  d_train = blocks.reshape(rows, rows)
+  d_test = jnp.moveaxis(test_blocks, 0, 1).reshape(test_blocks.shape[1], rows)
+  predictions = _grid_predictions(d_train, d_test, y.reshape(-1), mask.reshape(-1), gammas,
+                                  lambdas)
+  return jnp.mean((predictions - y_test[None, :])**2, axis=-1)[None], predictions[None]
 
 
 def grid(lambdas, sigmas) -> tuple[np.ndarray, np.ndarray, list[tuple[float, float]]]:
@@ -115,8 +122,10 @@ def krr_method(x, y, x_test, y_test, *, method: str = "dc_krr", num_workers: int
   shared = (jnp.asarray(x_test, dtype), jnp.asarray(y_test, dtype), jnp.asarray(gammas, dtype),
             jnp.asarray(lams, dtype))
   if method == "dkrr":
-    (mse, predictions), seconds = common.timed(common.on_workers, workers, _dkrr_fn,
-                                               (xp, yp, mask), shared)
+    def dkrr():
+      blocks, test_blocks = common.on_workers(workers, _dkrr_blocks, (xp,), shared[:1])
+      return _dkrr_solve(blocks, test_blocks, yp, mask, *shared[1:])
+    (mse, predictions), seconds = common.timed(dkrr)
   else:
     (mse, predictions), seconds = common.timed(
         common.on_workers, workers, _local_fn(combine),
