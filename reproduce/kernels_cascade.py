@@ -7,13 +7,10 @@ measured level times the profile is given by a cost model, t_l = max over the le
 (iterations x rows), which is what the level would take on P_l machines. The thesis (8 nodes):
 only 27% of the time uses all nodes, 48% is the single-node bottom level; parallelism 3.3 of 8.
 
-  python reproduce/kernels_cascade.py [--samples 12000]
+  python reproduce/kernels_cascade.py [--samples 6000]
 """
 
 import argparse
-
-import numpy as np
-from sklearn.datasets import make_classification
 
 import jaxdist
 from jaxdist.kernels import data
@@ -21,11 +18,9 @@ from jaxdist.kernels import data
 
 def main():
   parser = argparse.ArgumentParser()
-  parser.add_argument("--samples", type=int, default=12_000)
+  parser.add_argument("--samples", type=int, default=6000)
   args = parser.parse_args()
-  x, y = make_classification(args.samples, 10, n_informative=8, n_redundant=2,
-                             n_clusters_per_class=8, random_state=0)
-  x, y = x.astype(np.float32), (2.0 * y - 1).astype(np.float32)
+  x, y = data.clustered_classification(args.samples)
   x, y, x_test, y_test = data.split(x, y, args.samples // 5, seed=0)
   options = dict(kernel=jaxdist.kernels.Kernel("gaussian", gamma=0.1), C=1.0, num_workers=8)
   jaxdist.kernels.cascade_svm(x, y, x_test, y_test, **options)  # compile

@@ -1,7 +1,7 @@
 """CA-SVM and the partitioned SVMs against Dis-SMO and one SVM ([You20] ch. 2, C6 of the digest;
 Tables 2.6/2.7 and 2.9-2.14).
 
-12,000 samples from `make_classification` (10 features, 8 clusters per class), 9,600 for
+6,000 samples from `make_classification` (10 features, 8 clusters per class), 4,800 for
 training, P = 8, Gaussian kernel gamma = 0.1, C = 1. Every method on the same rows, placed on
 the workers in two ways before any partitioner runs: `iid` (shuffled) and `clustered` (each
 worker holds k-means clusters, as pre-partitioned files often do). Times are of a second run
@@ -15,14 +15,12 @@ in training (Table 2.7); CA-SVM 98% vs Random-Assign 85% vs Sub-Sampling 68% on 
 which the digest could not reproduce with i.i.d. placement: there all local means nearly
 coincide and nearest-centre routing is nearly arbitrary.
 
-  python reproduce/kernels_svm.py [--samples 12000] [--workers 8]
+  python reproduce/kernels_svm.py [--samples 6000] [--workers 8]
 """
 
 import argparse
 import time
 
-import numpy as np
-from sklearn.datasets import make_classification
 from sklearn.svm import SVC
 
 import jaxdist
@@ -34,12 +32,10 @@ METHODS = ["dis_smo", "cascade", "dc_svm", "dc_filter", "cp_svm", "bkm_svm", "fc
 
 def main():
   parser = argparse.ArgumentParser()
-  parser.add_argument("--samples", type=int, default=12_000)
+  parser.add_argument("--samples", type=int, default=6000)
   parser.add_argument("--workers", type=int, default=8)
   args = parser.parse_args()
-  x, y = make_classification(args.samples, 10, n_informative=8, n_redundant=2,
-                             n_clusters_per_class=8, random_state=0)
-  x, y = x.astype(np.float32), (2.0 * y - 1).astype(np.float32)
+  x, y = data.clustered_classification(args.samples)
   x, y, x_test, y_test = data.split(x, y, args.samples // 5, seed=0)
   kernel = jaxdist.kernels.Kernel("gaussian", gamma=0.1)
   options = dict(kernel=kernel, C=1.0, tol=1e-3, num_workers=args.workers)

@@ -60,6 +60,14 @@ def stand_in(name: str, num_samples: int, seed: int = 0) -> tuple[np.ndarray, np
   return x, (2.0 * y - 1.0).astype(np.float32)
 
 
+def clustered_classification(num_samples: int, features: int = 10, clusters_per_class: int = 8,
+                             seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+  """The digest's C6 problem: `make_classification` with several clusters per class, -1 / +1."""
+  x, y = make_classification(num_samples, features, n_informative=features - 2, n_redundant=2,
+                             n_clusters_per_class=clusters_per_class, random_state=seed)
+  return x.astype(np.float32), (2.0 * y - 1.0).astype(np.float32)
+
+
 def regression(num_samples: int, dim: int = 6, clusters: int = 16, seed: int = 0,
                centres_seed: int = 1234) -> tuple[np.ndarray, np.ndarray]:
   """ch. 3's stand-in (§9 C8): clustered inputs in `dim` dimensions, a smooth target plus
