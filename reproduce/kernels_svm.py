@@ -7,7 +7,8 @@ the workers in two ways before any partitioner runs: `iid` (shuffled) and `clust
 worker holds k-means clusters, as pre-partitioned files often do). Times are of a second run
 (compiled), the P workers vmapped on one CPU device, so a partitioned method's time is the
 work of all its partitions done together; messages and words are counted as Tables 2.6/2.7
-count them.
+count them (training alone here; prediction adds one argmin reduction per test point for the
+routed methods and one reduction of the partial sums for Dis-SMO).
 
 The thesis's claims: CA-SVM 3-16x (avg 7x) faster than Dis-SMO at 0-3.6% accuracy loss, FCFS
 2-13x at 0-1.1% (L404, L901); Dis-SMO sends hundreds of thousands of tiny messages, CA-SVM none
@@ -63,14 +64,15 @@ def main():
       rows.append((placement, report))
   dis = {p: r for p, r in rows if r.method == "dis_smo"}
   print("| placement | method | partitioner | accuracy | loss vs Dis-SMO | train s | speed-up vs"
-        " Dis-SMO | partition sizes | messages | MB sent |")
+        " Dis-SMO | partition sizes | messages in training | MB sent in training |")
   print("|---|---|---|---|---|---|---|---|---|---|")
   for placement, r in rows:
     base = dis[placement]
     print(f"| {placement} | {r.method} | {r.partitioner} | {r.score:.4f} | "
           f"{100 * (base.score - r.score):+.1f}% | {r.train_seconds:.2f} | "
           f"{base.train_seconds / r.train_seconds:.1f}x | {min(r.sizes)}-{max(r.sizes)} | "
-          f"{r.messages:,} | {4 * r.words / 1e6:.2f} |")
+          f"{r.extra.get('comm/train_messages', 0):,} | "
+          f"{4 * r.extra.get('comm/train_words', 0) / 1e6:.2f} |")
   cascade = next(r for _, r in rows if r.method == "cascade")
   print(f"\nCascade levels: {[lv['workers'] for lv in cascade.extra['levels']]} workers, "
         f"time-weighted parallelism {cascade.extra['parallelism/measured']:.1f} measured, "

@@ -46,8 +46,9 @@ _CACHE: dict = {}
 
 
 def _compiled(workers, fn, in_axes):
-  key = (id(workers.mesh) if workers.mesh is not None else None, workers.shape,
-         workers.num_devices, fn, in_axes)
+  mesh = workers.mesh
+  devices = None if mesh is None else (tuple(d.id for d in mesh.devices.flat), mesh.axis_names)
+  key = (devices, workers.shape, fn, in_axes)  # equal meshes share one compiled program
   if key not in _CACHE:
     _CACHE[key] = jax.jit(workers.map(fn, in_axes=in_axes, out_axes=0))
   return _CACHE[key]
@@ -72,7 +73,7 @@ class Report:
   score: float  # test accuracy (SVM) or test MSE (KRR)
   train_seconds: float
   predict_seconds: float
-  words: float = 0.0  # communicated in training and prediction
+  words: float = 0.0  # communicated in training and prediction (`extra`: training alone)
   messages: int = 0
   sizes: tuple = ()  # rows per worker (per partition at the first level)
   extra: dict = dataclasses.field(default_factory=dict)

@@ -67,5 +67,7 @@ def dis_smo(x, y, x_test, y_test=None, *, num_workers: int = 8, kernel: Kernel =
       words=its * (2 * w_reduce + w_bcast) + w_pred,
       messages=its * (2 * m_reduce + m_bcast) + m_pred,
       sizes=tuple(int(s) for s in part.sizes),
-      extra={"smo/iterations": its, "dual_objective": float(objective[0])},
+      extra={"smo/iterations": its, "dual_objective": float(objective[0]),
+             "comm/train_words": its * (2 * w_reduce + w_bcast),
+             "comm/train_messages": its * (2 * m_reduce + m_bcast)},
       predictions=decision)

@@ -118,6 +118,7 @@ def partitioned_svm(x, y, x_test, y_test=None, *, partitioner: str = "as_placed"
   decision, predict_seconds = common.timed(ensemble.decision, x_test, routing, seed)
   method = method or f"partitioned_svm[{partitioner}]"
   words, messages = _comm_training(part, np.asarray(x).shape[1], method)
+  train_words, train_messages = words, messages
   if num_workers > 1:  # one argmin reduce per test point (distance, index)
     w, msg = common.allreduce(2, num_workers)
     words, messages = words + w * len(x_test), messages + msg * len(x_test)
@@ -128,6 +129,7 @@ def partitioned_svm(x, y, x_test, y_test=None, *, partitioner: str = "as_placed"
       train_seconds=partition_seconds + solve_seconds, predict_seconds=predict_seconds,
       words=words, messages=messages, sizes=tuple(int(s) for s in part.sizes),
       extra={"partition_seconds": partition_seconds, "routing": routing,
+             "comm/train_words": train_words, "comm/train_messages": train_messages,
              "smo/iterations_max": int(iterations.max()),
              "smo/iterations_sum": int(iterations.sum())},
       predictions=decision)
