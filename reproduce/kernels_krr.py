@@ -51,6 +51,9 @@ def main():
           f" / {timing['bkrr2']:.3f} |")
     p *= 2
   print("bkrr3 is an oracle (it picks, per test point, the model closest to the true label).")
+  print("Thesis (MSD, Table 3.4), 8k / 32k rows: DC-KRR 88.9 / 85.5, BKRR2 93.1 / 87.7, DKRR "
+        "90.9 / 85.0, KKRR2 95.0 / 87.5, BKRR3 40.2 / 6.6 (another target and scale: the "
+        "orderings are the claim).")
 
 
 if __name__ == "__main__":
