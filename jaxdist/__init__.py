@@ -44,11 +44,21 @@ from jaxdist.training import Result, Runner, train
 
 __version__ = "0.2.0"
 
+
+def __getattr__(name):
+  if name == "kernels":  # the kernel methods ([You20] ch. 2-4), imported when first used
+    import importlib
+
+    return importlib.import_module("jaxdist.kernels")
+  raise AttributeError(f"module 'jaxdist' has no attribute {name!r}")
+
+
 __all__ = [
     "ArgumentError", "ConsensusControl", "MultiProcess", "Result", "Runner", "Sharded",
     "Simulated", "UserError", "algorithms", "choco_sgd", "classification", "collectives",
     "communication", "compression", "core", "d2", "d2_plus", "data", "dsgd", "errors",
-    "extrapolation", "gradient_tracking", "hierarchical_local_sgd", "local_sgd", "minibatch_sgd",
-    "models", "objectives", "optim", "per_worker", "post_local_sgd", "qg_dsgdm", "search", "shared",
+    "extrapolation", "gradient_tracking", "hierarchical_local_sgd", "kernels", "local_sgd",
+    "minibatch_sgd", "models", "objectives", "optim", "per_worker", "post_local_sgd", "qg_dsgdm",
+    "search", "shared",
     "sign_sgd", "state_class", "topology", "train", "training",
 ]

@@ -25,6 +25,7 @@ TRAINING = "training"
 FAMILIES: dict[str, str] = {
     TRAINING: "jaxdist.experiment.runs",
     "search": "jaxdist.experiment.search",
+    "kernels": "jaxdist.experiment.kernels",
 }
 
 

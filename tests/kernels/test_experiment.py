@@ -1,0 +1,57 @@
+"""The kernels family end to end: a tiny config run, validated, resumed; bad fields named."""
+
+import json
+import os
+
+import pytest
+
+from jaxdist.errors import ConfigError
+from jaxdist.experiment import run, validate
+from jaxdist.experiment.kernels import default
+from jaxdist.experiment.writers import read_metrics
+
+
+def tiny(**changes):
+  config = default()
+  config.data.num_train, config.data.num_test = 120, 40
+  config.workers.num_workers = 4
+  for dotted, value in changes.items():
+    section, _, key = dotted.partition("__")
+    if key:
+      config[section][key] = value
+    else:
+      config[section] = value
+  return config
+
+
+def test_a_tiny_svm_run_writes_its_result_with_the_partitioner(tmp_path):
+  last = run(tiny(method="fcfs_svm"), str(tmp_path))
+  assert not last["preempted"] and last["partitioner"] == "fcfs"
+  assert 0.5 < last["score"] <= 1.0
+  assert read_metrics(str(tmp_path))[-1]["score"] == last["score"]
+  assert json.loads((tmp_path / "config.json").read_text())["method"] == "fcfs_svm"
+
+
+def test_asy_gcd_resumes_from_its_checkpoint(tmp_path):
+  config = tiny(task="asy_gcd", method="asy_gcd", asy_gcd__num_updates=200,
+                asy_gcd__record_every=100, asy_gcd__delay=2)
+  whole = run(config, str(tmp_path))
+  checkpoints = sorted(os.listdir(tmp_path / "checkpoints"))
+  assert checkpoints == ["state_000000000100.npz", "state_000000000200.npz"]
+  os.remove(tmp_path / "checkpoints" / checkpoints[-1])  # as if killed after update 100
+  resumed = run(config, str(tmp_path))
+  assert resumed["objective"] == whole["objective"] and resumed["step"] == 200
+  assert [r["step"] for r in read_metrics(str(tmp_path))] == [100, 200]
+
+
+def test_bad_fields_are_named():
+  with pytest.raises(ConfigError, match=r"method: unknown value 'svm' \(allowed: 'dis_smo'"):
+    validate(tiny(method="svm"))
+  with pytest.raises(ConfigError, match=r"partitioner: unknown value 'random'"):
+    validate(tiny(partitioner="random"))
+  with pytest.raises(ConfigError, match=r"data.name: task krr cannot use 'ijcnn'"):
+    validate(tiny(task="krr", method="dc_krr"))
+  with pytest.raises(ConfigError, match=r"kernel.gamma: must be >= 0"):
+    validate(tiny(kernel__gamma=-1.0))
+  with pytest.raises(ConfigError, match=r"svm.CC: no such field 'CC' in svm"):
+    validate(tiny(svm__CC=1.0))
