@@ -48,7 +48,7 @@ def unequal_clients(num_examples, num_clients, seed=0):
   return np.split(rng.permutation(num_examples), cuts)
 
 
-def fit(algorithm, data, params, model_state=None, rounds=4, **kwargs):
+def fit(algorithm, data, params, model_state=None, rounds=3, **kwargs):
   return jaxdist.train(algorithm, params, model_state, data=data, num_steps=rounds,
                        steps_per_chunk=kwargs.pop("steps_per_chunk", rounds), progress=False,
                        **kwargs)
@@ -75,7 +75,7 @@ def test_zero_momentum_zero_proximal_and_zero_distillation_are_fedavg_bit_for_bi
   data = federated.ClientData(arrays, unequal_clients(90, 6), cohort_size=3, seed=1)
   common = dict(learning_rate=0.2, batch_size=8, epochs=2)
   reference = fit(federated.fedavg(task.loss, **common), data, params).state
-  assert int(reference.algorithm.round) == 4
+  assert int(reference.algorithm.round) == 3
   for variant in (federated.fedavgm(task.loss, server_momentum=0.0, **common),
                   federated.fedprox(task.loss, mu=0.0, **common)):
     chex.assert_trees_all_equal(fit(variant, data, params).state.algorithm.params,
@@ -161,8 +161,8 @@ def test_simulated_and_mesh_cohorts_agree():
   task = jaxdist.classification(model)
   data = federated.ClientData(arrays, unequal_clients(160, 12), cohort_size=8)
   algorithm = _everything(model, task, arrays, 12)
-  simulated = fit(algorithm, data, params, model_state, rounds=3).state
-  sharded = fit(algorithm, data, params, model_state, rounds=3, layout=jaxdist.Sharded()).state
+  simulated = fit(algorithm, data, params, model_state, rounds=2).state
+  sharded = fit(algorithm, data, params, model_state, rounds=2, layout=jaxdist.Sharded()).state
   chex.assert_trees_all_close(simulated, sharded, rtol=2e-5, atol=2e-6)
 
 
