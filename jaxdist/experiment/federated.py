@@ -15,11 +15,8 @@ accuracy against rounds.
 
 from __future__ import annotations
 
-import json
+import functools
 import os
-import signal
-import sys
-import threading
 from typing import Any
 
 import jax
@@ -27,12 +24,14 @@ import ml_collections
 import numpy as np
 
 from jaxdist import federated, models
+from jaxdist.core import distributed
 from jaxdist.core.layouts import Sharded, Simulated
 from jaxdist.data import datasets, partition
 from jaxdist.errors import ArgumentError, ConfigError
+from jaxdist.experiment import runs
 from jaxdist.experiment.build import fields
-from jaxdist.experiment.runs import CONFIG_FILE, flatten, rewrite_metrics
-from jaxdist.experiment.writers import MetricWriter, read_metrics, write_atomically
+from jaxdist.experiment.runs import flatten, rewrite_metrics
+from jaxdist.experiment.writers import read_metrics
 from jaxdist.models import MODELS
 from jaxdist.objectives import tasks
 from jaxdist.training.runner import ON_NONFINITE, Runner
@@ -252,40 +251,18 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Runs the rounds, resuming from the newest checkpoint in `workdir`."""
   experiment = FederatedExperiment(config)
   params, model_state = experiment.initial_model()
-  primary = jax.process_index() == 0
-  writer = MetricWriter(workdir, enabled=primary)
-
-  def claim():
-    if primary and not os.path.exists(os.path.join(workdir, CONFIG_FILE)):
-      write_atomically(os.path.join(workdir, CONFIG_FILE), json.dumps(flatten(config), indent=1))
-
-  def on_record(record):
-    claim()
-    writer.write(record["step"], {k: v for k, v in record.items() if k != "step"})
-
-  stop = threading.Event()
-  in_main_thread = threading.current_thread() is threading.main_thread()
-  if in_main_thread:
-    previous_handler = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-  try:
-    with fields(FIELDS):
-      result = experiment.runner.fit(
-          params, model_state, num_steps=config.train.num_rounds,
-          checkpoint_dir=os.path.join(workdir, "checkpoints"),
-          checkpoint_every=config.checkpoint.every_rounds, keep=config.checkpoint.keep,
-          eval_fn=experiment.task.evaluate, eval_data=experiment.dataset.test,
-          eval_every=config.eval.every_rounds, eval_batch_size=config.eval.batch_size,
-          progress="lines" if not sys.stdout.isatty() else True, on_record=on_record,
-          record_extras=lambda step: {"round": step}, should_stop=stop.is_set)
-  finally:
-    writer.close()
-    if in_main_thread:
-      signal.signal(signal.SIGTERM, previous_handler)
+  result = runs.fit_in_workdir(config, workdir, functools.partial(
+      experiment.runner.fit, params, model_state, num_steps=config.train.num_rounds,
+      checkpoint_dir=os.path.join(workdir, "checkpoints"),
+      checkpoint_every=config.checkpoint.every_rounds, keep=config.checkpoint.keep,
+      eval_fn=experiment.task.evaluate, eval_data=experiment.dataset.test,
+      eval_every=config.eval.every_rounds, eval_batch_size=config.eval.batch_size,
+      record_extras=lambda step: {"round": step}), FIELDS)
   last = {**result.final, "step": result.step}
   if result.preempted:
     return {**last, "preempted": True}
-  claim()
-  if primary:
+  runs.claim(config, workdir)
+  if distributed.is_primary():
     models.save(os.path.join(workdir, "model.npz.tmp"), *result.deployed())
     os.replace(os.path.join(workdir, "model.npz.tmp"), os.path.join(workdir, "model.npz"))
     rewrite_metrics(workdir, result.history)
