@@ -11,7 +11,7 @@ vmapped program (or under shard_map over a mesh) and resumes bit for bit:
 
 Modules: `cohort` (registered clients, the cohort of a round, padding), `averaging` (local
 training, the FedAvg round), `proximal` (FedProx's term), `server` (server optimizers, FedAvgM),
-`statistics` (non-trainable state), `distillation` (FedDF).
+`statistics` (non-trainable state), `distillation` (FedDF), `prototypes` (heterogeneous models).
 """
 
 from __future__ import annotations
@@ -22,7 +22,15 @@ from typing import Any
 import optax
 
 from jaxdist.algorithms.base import LearningRate, LossFn, Optimizer
-from jaxdist.federated import averaging, cohort, distillation, proximal, server, statistics
+from jaxdist.federated import (
+    averaging,
+    cohort,
+    distillation,
+    prototypes,
+    proximal,
+    server,
+    statistics,
+)
 from jaxdist.federated.averaging import FederatedAveraging, LocalTraining, ServerState
 from jaxdist.federated.cohort import ClientData, cohort_size, sample_cohort
 from jaxdist.federated.distillation import EnsembleDistillation, uniform_noise
@@ -31,7 +39,8 @@ from jaxdist.federated.statistics import Averaged, PerClient, Reset
 __all__ = [
     "Averaged", "ClientData", "EnsembleDistillation", "FederatedAveraging", "LocalTraining",
     "PerClient", "Reset", "ServerState", "averaging", "cohort", "cohort_size", "distillation",
-    "fedavg", "fedavgm", "feddf", "fedprox", "proximal", "sample_cohort", "server", "statistics",
+    "fedavg", "fedavgm", "feddf", "fedprox", "prototypes", "proximal", "sample_cohort", "server",
+    "statistics",
     "uniform_noise",
 ]
 

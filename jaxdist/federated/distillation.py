@@ -19,6 +19,7 @@ server alone. Distillation data: another dataset, the inputs of a split without 
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -93,6 +94,12 @@ class EnsembleDistillation:
     self.patience, self.validate_every = int(patience), int(validate_every)
     self.drop_worst, self.init, self.temperature = drop_worst, init, float(temperature)
 
+  def with_logits(self, logits_fn: LogitsFn) -> EnsembleDistillation:
+    """The same distillation for a model of another architecture."""
+    other = copy.copy(self)
+    other.logits_fn = logits_fn
+    return other
+
   def keep(self, params: Any, model_state: Any, weight: jax.Array) -> tuple[jax.Array, dict]:
     """The client's averaging weight after drop-worst (all kept if every client would go)."""
     if self.drop_worst is None:
@@ -104,16 +111,34 @@ class EnsembleDistillation:
     return weight * kept, {"server/kept_clients": collectives.mean(kept) *
                            collectives.num_workers()}
 
+  def teacher(self, client_params: Any, client_state: Any, weight: jax.Array) -> jax.Array:
+    """AVGLOGITS on the whole pool: the kept clients' logits averaged (one all-reduce)."""
+    kept = (weight > 0).astype(jnp.float32)
+    logits = self.logits_fn(client_params, client_state, jnp.asarray(self.inputs))
+    return collectives.mean(logits * kept) / collectives.mean(kept)
+
   def fuse(self, averaged: Any, previous: Any, model_state: Any, client_params: Any,
            client_state: Any, weight: jax.Array, key: jax.Array) -> tuple[Any, dict]:
     """The distilled server model and the round's distillation metrics."""
     start = averaged if self.init == "average" else previous
     if self.steps == 0:
       return start, {"server/distill_steps": jnp.float32(0)}
-    # AVGLOGITS over the kept clients, once for the whole pool
-    kept = (weight > 0).astype(jnp.float32)
-    logits = self.logits_fn(client_params, client_state, jnp.asarray(self.inputs))
-    teacher = collectives.mean(logits * kept) / collectives.mean(kept)
+    fused, metrics = self.distill(start, model_state,
+                                  self.teacher(client_params, client_state, weight), key)
+    if self.validation is not None:
+      kept = (weight > 0).astype(jnp.float32)
+      logits = self.logits_fn(client_params, client_state, jnp.asarray(self.validation["input"]))
+      ensemble = collectives.mean(kept * logits) / collectives.mean(kept)
+      metrics["server/teacher_validation_accuracy"] = jnp.mean(
+          jnp.argmax(ensemble, -1) == jnp.asarray(self.validation["label"]))
+    return fused, metrics
+
+  def distill(self, start: Any, model_state: Any, teacher: jax.Array, key: jax.Array
+              ) -> tuple[Any, dict]:
+    """`steps` distillation steps of `start` towards `teacher` (the pool's logits), on the
+    server alone; the best validated model, or the last without validation."""
+    if self.steps == 0:
+      return start, {"server/distill_steps": jnp.float32(0)}
     tx = optax.adam(optax.cosine_decay_schedule(self.learning_rate, self.steps))
     pool = jnp.asarray(self.inputs)
 
@@ -154,8 +179,4 @@ class EnsembleDistillation:
     metrics = {"server/distill_steps": j.astype(jnp.float32)}
     if self.validation is not None:
       metrics["server/validation_accuracy"] = best_accuracy
-      metrics["server/teacher_validation_accuracy"] = jnp.mean(
-          jnp.argmax(collectives.mean(kept * self.logits_fn(
-              client_params, client_state, jnp.asarray(self.validation["input"]))) /
-              collectives.mean(kept), -1) == jnp.asarray(self.validation["label"]))
     return best, metrics

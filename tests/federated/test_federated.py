@@ -76,20 +76,17 @@ def test_zero_momentum_zero_proximal_and_zero_distillation_are_fedavg_bit_for_bi
   common = dict(learning_rate=0.2, batch_size=8, epochs=2)
   reference = fit(federated.fedavg(task.loss, **common), data, params).state
   assert int(reference.algorithm.round) == 3
+  logits = lambda p, s, x: model.apply(p, s, x, False)[0]
+  zero_distillation = federated.feddf(task.loss, logits_fn=logits,
+                                      distill_inputs=arrays["input"], distill_steps=0, **common)
   for variant in (federated.fedavgm(task.loss, server_momentum=0.0, **common),
-                  federated.fedprox(task.loss, mu=0.0, **common)):
+                  federated.fedprox(task.loss, mu=0.0, **common), zero_distillation):
     chex.assert_trees_all_equal(fit(variant, data, params).state.algorithm.params,
                                 reference.algorithm.params)
-  single = federated.ClientData(arrays, unequal_clients(90, 6), cohort_size=1, seed=1)
-  logits = lambda p, s, x: model.apply(p, s, x, False)[0]
-  zero = federated.feddf(task.loss, logits_fn=logits, distill_inputs=arrays["input"],
-                         distill_steps=0, **common)
-  chex.assert_trees_all_equal(fit(zero, single, params).state.algorithm.params,
-                              fit(federated.fedavg(task.loss, **common), single,
-                                  params).state.algorithm.params)
-  moved = fit(federated.fedprox(task.loss, mu=1.0, **common), data, params).state.algorithm
-  assert not np.array_equal(jax.tree.leaves(moved.params)[0],
-                            jax.tree.leaves(reference.algorithm.params)[0])
+  # the proximal term is there: zero only at mu = 0 or at the server model
+  moved = jax.tree.map(lambda x: x + 0.1, params)
+  assert float(federated.proximal.proximal(1.0)(moved, params)) > 0
+  assert float(federated.proximal.proximal(0.0)(moved, params)) == 0
 
 
 def test_padding_and_masking_count_only_real_examples():
