@@ -15,7 +15,6 @@ The round is a pure jitted function of the prototypes' models and the round inde
 come from (seed, round)), so a loop over rounds resumes from the models and the round alone.
 """
 
-from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
