@@ -142,22 +142,23 @@ def test_bad_arguments_are_named():
                     distill_init="last", learning_rate=0.1, batch_size=4)
 
 
-def _everything(model, task, arrays, num_clients):
-  """FedDF with validation, early stopping and drop-worst, server momentum, per-client BN."""
+def _everything(model, task, arrays, num_clients, validated=True):
+  """FedDF (with validation, early stopping and drop-worst), server momentum, per-client BN."""
   logits = lambda p, s, x: model.apply(p, s, x, False)[0]
+  validation = dict(validation={k: v[40:60] for k, v in arrays.items()}, validate_every=4,
+                    patience=8, drop_worst=0.34) if validated else {}
   return federated.feddf(
       task.loss, logits_fn=logits, distill_inputs=arrays["input"][:40], distill_steps=12,
-      distill_batch_size=16, validation={k: v[40:60] for k, v in arrays.items()},
-      validate_every=4, patience=8, drop_worst=0.34, learning_rate=0.2, batch_size=8,
-      epochs=1, server_optimizer=federated.server.fedavgm(0.5),
-      statistics=federated.PerClient(num_clients))
+      distill_batch_size=16, learning_rate=0.2, batch_size=8, epochs=1,
+      server_optimizer=federated.server.fedavgm(0.5),
+      statistics=federated.PerClient(num_clients), **validation)
 
 
 def test_simulated_and_mesh_cohorts_agree():
   arrays, model, params, model_state = problem(160, norm=True)
   task = jaxdist.classification(model)
   data = federated.ClientData(arrays, unequal_clients(160, 12), cohort_size=8)
-  algorithm = _everything(model, task, arrays, 12)
+  algorithm = _everything(model, task, arrays, 12, validated=False)  # validated: resume test
   simulated = fit(algorithm, data, params, model_state, rounds=2).state
   sharded = fit(algorithm, data, params, model_state, rounds=2, layout=jaxdist.Sharded()).state
   chex.assert_trees_all_close(simulated, sharded, rtol=2e-5, atol=2e-6)
