@@ -26,6 +26,7 @@ FAMILIES: dict[str, str] = {
     TRAINING: "jaxdist.experiment.runs",
     "search": "jaxdist.experiment.search",
     "kernels": "jaxdist.experiment.kernels",
+    "federated": "jaxdist.experiment.federated",
 }
 
 

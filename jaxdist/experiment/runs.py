@@ -11,6 +11,7 @@ or a damaged file took away.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -158,26 +159,33 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     return _run(config, workdir) if other is None else other.run(config, workdir)
 
 
-def _run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  experiment = Experiment(config, validated=True)  # by run(), before the workdir was touched
-  params, model_state = experiment.initial_model()
+def fit_in_workdir(config: ml_collections.ConfigDict, workdir: str, fit, mapping=RUN_FIELDS):
+  """`fit(on_record=..., should_stop=..., progress=...)` (a runner's fit with the rest of its
+  arguments bound) with its records written to the workdir's metrics, config.json claimed at
+  the first record, SIGTERM answered by stopping at the next chunk with a checkpoint, and the
+  argument errors of `mapping` named as config fields."""
   writer = MetricWriter(workdir, enabled=distributed.is_primary())
 
   def on_record(record):
     claim_workdir(workdir, config)
     writer.write(record["step"], {k: v for k, v in record.items() if k != "step"})
 
-  with stop_on_sigterm() as stop, fields(RUN_FIELDS):
+  with stop_on_sigterm() as stop, fields(mapping):
     try:
-      result = experiment.runner.fit(
-          params, model_state, num_steps=experiment.total_steps,
-          checkpoint_dir=os.path.join(workdir, "checkpoints"),
-          checkpoint_every=config.checkpoint.every_steps, keep=config.checkpoint.keep,
-          progress="lines" if not sys.stdout.isatty() else True, on_record=on_record,
-          record_extras=experiment.record_extras, should_stop=stop.is_set,
-          **experiment.evaluation())
+      return fit(progress="lines" if not sys.stdout.isatty() else True, on_record=on_record,
+                 should_stop=stop.is_set)
     finally:
       writer.close()
+
+
+def _run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  experiment = Experiment(config, validated=True)  # by run(), before the workdir was touched
+  params, model_state = experiment.initial_model()
+  result = fit_in_workdir(config, workdir, functools.partial(
+      experiment.runner.fit, params, model_state, num_steps=experiment.total_steps,
+      checkpoint_dir=os.path.join(workdir, "checkpoints"),
+      checkpoint_every=config.checkpoint.every_steps, keep=config.checkpoint.keep,
+      record_extras=experiment.record_extras, **experiment.evaluation()))
   last = {**result.final, "step": result.step}
   if result.preempted:
     _say(f"stopped by SIGTERM at step {result.step}; checkpoint saved; run the same command to "

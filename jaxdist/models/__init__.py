@@ -112,7 +112,7 @@ class ResNet(nn.Module):
     return nn.Dense(self.num_classes, kernel_init=nn.initializers.normal(0.01))(x)
 
 
-MODELS = ("logistic_regression", "mlp", "cnn", "resnet20")
+MODELS = ("logistic_regression", "mlp", "cnn", "resnet8", "resnet20")
 
 
 def _module(name: str, num_classes: int, hidden: Sequence[int], features: Sequence[int],
@@ -129,7 +129,7 @@ def _module(name: str, num_classes: int, hidden: Sequence[int], features: Sequen
     return MLP(tuple(hidden), num_classes)
   if name == "cnn":
     return CNN(tuple(features), dense, num_classes)
-  return ResNet(3, num_classes, width)
+  return ResNet(1 if name == "resnet8" else 3, num_classes, width)
 
 
 def from_flax(module: nn.Module, example: Any) -> Model:

@@ -45,8 +45,14 @@ def classification(model: Model,
     x = preprocess(batch["input"], rng, True)
     logits, model_state = model.apply(params, model_state, x, True)
     labels = batch["label"]
-    value = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-    accuracy = jnp.mean(jnp.argmax(logits, -1) == labels)
+    losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    correct = jnp.argmax(logits, -1) == labels
+    if "mask" in batch:  # padded batches (federated clients): only the real examples count
+      mask = batch["mask"]
+      count = jnp.maximum(jnp.sum(mask), 1.0)
+      value, accuracy = jnp.sum(losses * mask) / count, jnp.sum(correct * mask) / count
+    else:
+      value, accuracy = losses.mean(), jnp.mean(correct)
     return value, (model_state, {"loss": value, "accuracy": accuracy})
 
   def evaluate(params, model_state, batch):
