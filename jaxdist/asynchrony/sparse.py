@@ -1,0 +1,157 @@
+"""Sparse objectives for Hogwild! ([S3 L1194-1267]; Niu, Recht, Re, Wright 2011 [ext]) and their
+sparsity statistics.
+
+The objective is f(x) = sum_e f_e(x_e): every term e touches only the coordinates e, and x_e is that
+sub-vector. Examples are rows of a padded sparse matrix (`SparseData`: `indices` and `values`,
+`[n, Omega]`, with a `mask` for the padding), so a term reads and writes |e| coordinates only.
+
+- `SparseSVM`: sum_a max(1 - y_a x^T z_a, 0) + lambda ||x||^2 with the regulariser spread over the
+  touched coordinates, f_e = hinge_e + lambda sum_{v in e} x_v^2 / d_v, d_v the number of examples
+  touching v (the paper's form), so that every f_e stays sparse and sum_e f_e is the objective.
+- `SparseLogistic`: log(1 + exp(-y_a x^T z_a)), with the same optional spread regulariser.
+- `Quadratic`: (L/2) ||x||^2, one dense term: the delayed-gradient model of the spec's §10b.
+
+`sparsity(data)` gives the paper's Omega = max_e |e|, Delta = max_v #{e : v in e} / |E| and
+rho = max_e #{e' : e' meets e} / |E| (the slides give them in words [S3 L1256-1267]).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.sparse
+
+from jaxdist.errors import ArgumentError, check_at_least
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class SparseData:
+  """n examples of at most Omega features each: `indices`, `values`, `mask` `[n, Omega]` (padding
+  has mask False and value 0), labels `y` `[n]` in {-1, +1}, `dim` features."""
+  indices: jax.Array
+  values: jax.Array
+  mask: jax.Array
+  y: jax.Array
+  dim: int = dataclasses.field(metadata={"static": True})
+
+  @property
+  def num_examples(self) -> int:
+    return self.indices.shape[0]
+
+  def incidence(self) -> scipy.sparse.csr_matrix:
+    """The n x dim 0/1 matrix of which example touches which coordinate."""
+    mask = np.asarray(self.mask)
+    rows = np.repeat(np.arange(self.num_examples), mask.shape[1])[mask.ravel()]
+    cols = np.asarray(self.indices).ravel()[mask.ravel()]
+    return scipy.sparse.csr_matrix((np.ones(rows.size, np.float32), (rows, cols)),
+                                   shape=(self.num_examples, self.dim))
+
+
+def random_sparse(num_examples: int, dim: int, nonzeros: int, seed: int = 0,
+                  noise: float = 0.0) -> SparseData:
+  """Linearly separable (up to `noise` flipped labels) data: every example has `nonzeros` random
+  coordinates with N(0, 1) values, y = sign(w* . z); `nonzeros == dim` is dense."""
+  check_at_least("num_examples", num_examples, 1, integer=True)
+  check_at_least("dim", dim, 1, integer=True)
+  check_at_least("nonzeros", nonzeros, 1, integer=True)
+  if nonzeros > dim:
+    raise ArgumentError("nonzeros", f"{nonzeros} is more than dim ({dim})", f"1 .. {dim}")
+  rng = np.random.default_rng(seed)
+  if nonzeros == dim:
+    indices = np.broadcast_to(np.arange(dim), (num_examples, dim)).copy()
+  else:
+    indices = np.argsort(rng.random((num_examples, dim)), axis=1)[:, :nonzeros]
+  values = rng.normal(size=indices.shape).astype(np.float32)
+  w = rng.normal(size=dim)
+  y = np.sign((values * w[indices]).sum(1) + 1e-12)
+  y = np.where(rng.random(num_examples) < noise, -y, y).astype(np.float32)
+  return SparseData(jnp.asarray(indices, jnp.int32), jnp.asarray(values),
+                    jnp.ones(indices.shape, bool), jnp.asarray(y), dim)
+
+
+def sparsity(data: SparseData) -> dict[str, float]:
+  """Omega, Delta and rho of Niu et al. (the exact definitions of the slides' words)."""
+  incidence = data.incidence()
+  n = data.num_examples
+  omega = int(incidence.getnnz(axis=1).max())
+  delta = float(incidence.getnnz(axis=0).max() / n)
+  conflicts = incidence @ incidence.T  # e, e' share a coordinate
+  rho = float(conflicts.getnnz(axis=1).max() / n)
+  return {"omega": omega, "delta": delta, "rho": rho}
+
+
+class SparseObjective:
+  """f = (1/n) sum_e f_e over `data`; subclasses define the margin loss `term(margin)`."""
+
+  def __init__(self, data: SparseData, regularization: float = 0.0):
+    if not isinstance(data, SparseData):
+      raise ArgumentError("data", f"{type(data).__name__} is not SparseData",
+                          "jaxdist.asynchrony.SparseData (random_sparse makes one)")
+    check_at_least("regularization", regularization, 0)
+    self.data, self.regularization = data, regularization
+    self.dim, self.num_examples = data.dim, data.num_examples
+    counts = np.asarray(data.incidence().getnnz(axis=0), np.float32)
+    self.spread = jnp.asarray(1.0 / np.maximum(counts, 1.0))  # 1 / d_v
+
+  def term(self, margin: jax.Array) -> jax.Array:
+    raise NotImplementedError
+
+  def support(self, e: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The coordinates example e touches, and which of them are real (not padding)."""
+    return self.data.indices[e], self.data.mask[e]
+
+  def example_loss(self, x_e: jax.Array, e: jax.Array) -> jax.Array:
+    """f_e on its own coordinates x_e."""
+    idx, mask = self.support(e)
+    margin = self.data.y[e] * jnp.sum(self.data.values[e] * x_e)
+    spread = jnp.where(mask, self.spread[idx] * x_e**2, 0.0)
+    return self.term(margin) + self.regularization * jnp.sum(spread)
+
+  def loss(self, x: jax.Array) -> jax.Array:
+    """The objective's mean over the examples."""
+    examples = jnp.arange(self.num_examples)
+    return jnp.mean(jax.vmap(lambda e: self.example_loss(x[self.support(e)[0]], e))(examples))
+
+
+class SparseSVM(SparseObjective):
+  """Hinge loss with the spread regulariser: the sparse SVM of the slides [S3 L1236-1252]."""
+
+  def term(self, margin):
+    return jnp.maximum(1.0 - margin, 0.0)
+
+
+class SparseLogistic(SparseObjective):
+  """Logistic loss log(1 + exp(-margin)), with an optional spread regulariser."""
+
+  def term(self, margin):
+    return jnp.logaddexp(0.0, -margin)
+
+
+class Quadratic:
+  """(curvature / 2) ||x||^2 as one dense term: x_{t+1} = x_t - gamma L x_{t - tau} under delay."""
+
+  def __init__(self, curvature: float = 1.0, dim: int = 1):
+    check_at_least("curvature", curvature, 0)
+    check_at_least("dim", dim, 1, integer=True)
+    self.curvature, self.dim, self.num_examples = curvature, dim, 1
+
+  def support(self, e):
+    del e
+    return jnp.arange(self.dim), jnp.ones(self.dim, bool)
+
+  def example_loss(self, x_e, e):
+    del e
+    return 0.5 * self.curvature * jnp.sum(x_e**2)
+
+  def loss(self, x):
+    return self.example_loss(x, 0)
+
+
+def example_gradient(objective, x_e: jax.Array, e: jax.Array) -> jax.Array:
+  """G_e on the support of e (zero on padding)."""
+  _, mask = objective.support(e)
+  return jnp.where(mask, jax.grad(objective.example_loss)(x_e, e), 0.0)
