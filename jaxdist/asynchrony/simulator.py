@@ -126,6 +126,7 @@ class AsyncParameterServer:
     self.push_every, self.fetch_every = push_every, fetch_every
     self.local_learning_rate = local_learning_rate
     self._run = jax.jit(self._run_waves, static_argnums=1)
+    self._init = jax.jit(self._initial)
 
   # -- the clock ---------------------------------------------------------------------------------
 
@@ -137,9 +138,11 @@ class AsyncParameterServer:
   def init(self, params: Any, seed: int | jax.Array = 0) -> AsyncState:
     """Every worker reads x_0 at time 0 and starts its first computation."""
     key = jax.random.PRNGKey(seed) if isinstance(seed, int) else seed
+    return self._init(jax.tree.map(jnp.asarray, params), key)
+
+  def _initial(self, params, key):
     workers = jnp.arange(self.num_workers)
     zeros = jnp.zeros(self.num_workers, jnp.int32)
-    params = jax.tree.map(jnp.asarray, params)
     return AsyncState(
         params=params, opt_state=self.tx.init(params), version=jnp.zeros((), jnp.int32),
         clock=jnp.zeros((), jnp.float32),
