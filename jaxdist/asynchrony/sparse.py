@@ -18,6 +18,7 @@ rho = max_e #{e' : e' meets e} / |E| (the slides give them in words [S3 L1256-12
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -132,12 +133,20 @@ class SparseLogistic(SparseObjective):
 
 
 class Quadratic:
-  """(curvature / 2) ||x||^2 as one dense term: x_{t+1} = x_t - gamma L x_{t - tau} under delay."""
+  """(1/2) sum_i c_i x_i^2 as one dense term: x_{t+1} = x_t - gamma c x_{t - tau} under delay.
 
-  def __init__(self, curvature: float = 1.0, dim: int = 1):
-    check_at_least("curvature", curvature, 0)
+  `curvature` is L (one coordinate, or `dim` of them) or a vector of c_i: with a whole-vector
+  fixed delay the coordinates evolve apart, so one run tries many values of gamma c at once.
+  """
+
+  def __init__(self, curvature: float | Any = 1.0, dim: int = 1):
+    c = np.asarray(curvature, np.float32)
+    if c.ndim > 1 or (c < 0).any() or not np.isfinite(c).all():
+      raise ArgumentError("curvature", f"{curvature!r} is not a curvature", "numbers >= 0, "
+                          "one or a vector")
     check_at_least("dim", dim, 1, integer=True)
-    self.curvature, self.dim, self.num_examples = curvature, dim, 1
+    self.dim = c.size if c.ndim == 1 else dim
+    self.curvature, self.num_examples = jnp.broadcast_to(jnp.asarray(c), (self.dim,)), 1
 
   def support(self, e):
     del e
@@ -145,7 +154,7 @@ class Quadratic:
 
   def example_loss(self, x_e, e):
     del e
-    return 0.5 * self.curvature * jnp.sum(x_e**2)
+    return 0.5 * jnp.sum(self.curvature * x_e**2)
 
   def loss(self, x):
     return self.example_loss(x, 0)

@@ -60,8 +60,8 @@ def test_bad_fields_are_named():
   config = family.default()
   config.algo.fetch_every = 3
   config.algo.push_every = 2
-  with pytest.raises(ConfigError, match="algo.fetch_every: 3 is not a multiple"):
+  with pytest.raises(ConfigError, match=r"algo.fetch_every: 3 is not a multiple"):
     jaxdist.experiment.validate(config)
-  with pytest.raises(ConfigError, match="algo.tauu: no such field"):
+  with pytest.raises(ConfigError, match=r"algo.tauu: no such field"):
     jaxdist.experiment.validate(ml_collections.ConfigDict({**family.default().to_dict(),
                                                            "algo": {"tauu": 1}}))
