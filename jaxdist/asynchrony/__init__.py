@@ -44,8 +44,10 @@ from jaxdist.asynchrony.simulator import (
 from jaxdist.asynchrony.sparse import (
   Quadratic,
   SparseData,
+  SparseLeastSquares,
   SparseLogistic,
   SparseSVM,
+  objective_value,
   random_sparse,
   sparsity,
 )
@@ -64,10 +66,11 @@ from jaxdist.asynchrony.threaded import ThreadedAsyncSGD, ThreadedResult
 __all__ = [
   "AsyncParameterServer", "AsyncState", "BackupSGD", "Bounded", "ComputeTime", "Constant",
   "Cyclades", "Drawn", "Exponential", "Fixed", "LogNormal", "OneShotAveraging", "Quadratic",
-  "SparseData", "SparseLogistic", "SparseSVM", "StaleSGD", "StaleState", "Straggler",
+  "SparseData", "SparseLeastSquares", "SparseLogistic", "SparseSVM", "StaleSGD", "StaleState",
+  "Straggler",
   "ThreadedAsyncSGD", "ThreadedResult", "TornReads", "WholeVector", "async_ps", "backup",
   "backup_sgd", "block_coordinate_descent", "block_gradients", "compute_time", "coordinate",
-  "coordinate_parallel_gd", "cyclades", "expected_wait",
-  "hogwild", "one_shot_averaging", "oneshot", "prediction_average", "random_sparse", "sampler",
+  "coordinate_parallel_gd", "cyclades", "expected_wait", "hogwild", "objective_value",
+  "one_shot_averaging", "oneshot", "prediction_average", "random_sparse", "sampler",
   "simulator", "sparse", "sparsity", "stale_sgd", "staleness_summary", "sync_ps", "threaded",
 ]

@@ -14,6 +14,8 @@ from the one core that touched it.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -76,13 +78,13 @@ class Cyclades:
                           "SparseSVM, SparseLogistic")
     check_at_least("learning_rate", learning_rate, 0)
     self.objective, self.learning_rate = objective, learning_rate
-    self._run = jax.jit(self._batches)
+    self._run = jax.jit(self._batches)  # the objective is an argument: its data are not baked in
 
-  def _core(self, x, examples):
+  def _core(self, objective, x, examples):
     """One core's examples in order, on its own copy; and the coordinates it touched."""
     def step(x, e):
-      idx, mask = self.objective.support(jnp.maximum(e, 0))
-      grad = example_gradient(self.objective, x[idx], jnp.maximum(e, 0))
+      idx, mask = objective.support(jnp.maximum(e, 0))
+      grad = example_gradient(objective, x[idx], jnp.maximum(e, 0))
       x = x.at[idx].add(jnp.where(e >= 0, -self.learning_rate * grad, 0.0))
       return x, (idx, mask & (e >= 0))
 
@@ -90,15 +92,15 @@ class Cyclades:
     owned = jnp.zeros(x.shape, jnp.int32).at[idx.ravel()].max(touched.ravel().astype(jnp.int32))
     return x, owned
 
-  def _batch(self, x, cores):
-    copies, owned = jax.vmap(self._core, in_axes=(None, 0))(x, cores)  # the cores in parallel
+  def _batch(self, objective, x, cores):
+    copies, owned = jax.vmap(self._core, in_axes=(None, None, 0))(objective, x, cores)  # cores
     owner = jnp.argmax(owned, axis=0)
     merged = jnp.take_along_axis(copies, owner[None], axis=0)[0]
     return jnp.where(owned.any(0), merged, x), None
 
-  def _batches(self, x, plan):
-    return lax.scan(self._batch, x, plan)[0]
+  def _batches(self, objective, x, plan):
+    return lax.scan(functools.partial(self._batch, objective), x, plan)[0]
 
   def run(self, x0: jax.Array, plan: np.ndarray) -> jax.Array:
     """The model after every batch of `plan` (from `schedule`)."""
-    return self._run(jnp.asarray(x0, jnp.float32), jnp.asarray(plan, jnp.int32))
+    return self._run(self.objective, jnp.asarray(x0, jnp.float32), jnp.asarray(plan, jnp.int32))

@@ -86,7 +86,25 @@ def sparsity(data: SparseData) -> dict[str, float]:
 
 
 class SparseObjective:
-  """f = (1/n) sum_e f_e over `data`; subclasses define the margin loss `term(margin)`."""
+  """f = (1/n) sum_e f_e over `data`; subclasses define the margin loss `term(margin)`.
+
+  A pytree (the data are its leaves), so jitted runs take it as an argument rather than baking
+  the data into the program."""
+
+  def __init_subclass__(cls, **kwargs):
+    super().__init_subclass__(**kwargs)
+    jax.tree_util.register_pytree_node(cls, cls._flatten, cls._unflatten)
+
+  def _flatten(self):
+    return (self.data, self.spread), (self.regularization,)
+
+  @classmethod
+  def _unflatten(cls, aux, children):
+    new = cls.__new__(cls)
+    new.data, new.spread = children
+    new.regularization = aux[0]
+    new.dim, new.num_examples = new.data.dim, new.data.indices.shape[0]
+    return new
 
   def __init__(self, data: SparseData, regularization: float = 0.0):
     if not isinstance(data, SparseData):
@@ -132,6 +150,15 @@ class SparseLogistic(SparseObjective):
     return jnp.logaddexp(0.0, -margin)
 
 
+class SparseLeastSquares(SparseObjective):
+  """Least squares on the labels, (1/2)(x^T z - y)^2 = (1/2)(1 - margin)^2 for y in {-1, +1}:
+  smooth with unbounded gradients, so a too-large delayed step diverges."""
+
+  def term(self, margin):
+    return 0.5 * (1.0 - margin) ** 2
+
+
+@jax.tree_util.register_pytree_node_class
 class Quadratic:
   """(1/2) sum_i c_i x_i^2 as one dense term: x_{t+1} = x_t - gamma c x_{t - tau} under delay.
 
@@ -148,6 +175,16 @@ class Quadratic:
     self.dim = c.size if c.ndim == 1 else dim
     self.curvature, self.num_examples = jnp.broadcast_to(jnp.asarray(c), (self.dim,)), 1
 
+  def tree_flatten(self):
+    return (self.curvature,), None
+
+  @classmethod
+  def tree_unflatten(cls, aux, children):
+    new = cls.__new__(cls)
+    (new.curvature,) = children
+    new.dim, new.num_examples = new.curvature.shape[0], 1
+    return new
+
   def support(self, e):
     del e
     return jnp.arange(self.dim), jnp.ones(self.dim, bool)
@@ -158,6 +195,12 @@ class Quadratic:
 
   def loss(self, x):
     return self.example_loss(x, 0)
+
+
+@jax.jit
+def objective_value(objective, x: jax.Array) -> jax.Array:
+  """`objective.loss(x)`, jitted with the objective as an argument (its data not baked in)."""
+  return objective.loss(x)
 
 
 def example_gradient(objective, x_e: jax.Array, e: jax.Array) -> jax.Array:

@@ -24,6 +24,7 @@ step and the seed's key: a run is bit-reproducible from its seed and resumes bit
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import jax
@@ -141,7 +142,7 @@ class StaleSGD:
       raise ArgumentError("reads", f"{reads!r} is not a read model", "WholeVector(), TornReads()")
     self.objective, self.learning_rate = objective, learning_rate
     self.staleness, self.reads = staleness, reads
-    self._run = jax.jit(self._scan, static_argnums=1)
+    self._run = jax.jit(self._scan, static_argnums=2)
 
   def init(self, x0: Any, seed: int = 0) -> StaleState:
     x0 = jnp.asarray(x0, jnp.float32)
@@ -152,26 +153,26 @@ class StaleSGD:
     return StaleState(x0, jnp.broadcast_to(x0, (rows, x0.size)), jnp.zeros((), jnp.int32),
                       jax.random.PRNGKey(seed))
 
-  def _step(self, state: StaleState, _):
+  def _step(self, objective, state: StaleState, _):
     j, rows = state.step, self.staleness.max_delay + 1
     key = jax.random.fold_in(state.key, j)
-    e = jax.random.randint(jax.random.fold_in(key, 0), (), 0, self.objective.num_examples)
-    idx, _ = self.objective.support(e)
+    e = jax.random.randint(jax.random.fold_in(key, 0), (), 0, objective.num_examples)
+    idx, _ = objective.support(e)
     shape = idx.shape if isinstance(self.reads, TornReads) else ()
     delay = jnp.minimum(self.staleness.sample(jax.random.fold_in(key, 1), shape), j)
     x_e = state.history[(j - delay) % rows, idx]  # each coordinate from its version
-    grad = example_gradient(self.objective, x_e, e)
+    grad = example_gradient(objective, x_e, e)
     x = state.x.at[idx].add(-self.learning_rate * grad)  # only the coordinates of e
     history = state.history.at[(j + 1) % rows].set(x)
     return StaleState(x, history, j + 1, state.key), {"delay": jnp.mean(delay.astype(float))}
 
-  def _scan(self, state, num_steps):
-    return lax.scan(self._step, state, None, length=num_steps)
+  def _scan(self, objective, state, num_steps):
+    return lax.scan(functools.partial(self._step, objective), state, None, length=num_steps)
 
   def run(self, state: StaleState, num_steps: int) -> tuple[StaleState, dict[str, jax.Array]]:
     """`num_steps` updates in one jitted call; the trace holds every step's (mean) delay."""
     check_at_least("num_steps", num_steps, 1, integer=True)
-    return self._run(state, num_steps)
+    return self._run(self.objective, state, num_steps)
 
 
 def hogwild(objective: Any, learning_rate: float, staleness: Staleness,

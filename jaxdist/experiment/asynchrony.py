@@ -19,6 +19,7 @@ the same command resumes bit-exactly; records go to metrics.jsonl.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from typing import Any
@@ -248,7 +249,7 @@ def _run_async_ps(config, loop):
 def _run_sparse(config, loop):
   objective = _sparse_objective(config)
   stats = asynchrony.sparsity(objective.data)
-  loss = jax.jit(objective.loss)
+  loss = functools.partial(asynchrony.objective_value, objective)
   x0 = jnp.zeros(objective.dim)
   algo = config.algo
   if algo.name == "hogwild":
