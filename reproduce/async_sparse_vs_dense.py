@@ -1,13 +1,14 @@
-"""Hogwild! under delay, sparse against dense (spec check 4 [S3 L1341-1354]): every step reads a
-snapshot tau updates old (a whole-vector `Fixed(tau)` delay, as the pilot) and writes
-x_e <- x_e - gamma G_e(snapshot) into the current model, on least squares over +-1 labels with
-the spread regulariser (smooth, so a too-large delayed step diverges: the hinge of the sparse SVM
-has bounded gradients and cannot). Sparse: 20,000 examples, dimension 2,000, Omega = 5, 30,000 steps; dense: dimension 100,
-Omega = 100. Prediction: the sparse loss is nearly independent of tau <= 64; the dense loss
-degrades with tau and diverges at a step that tau = 0 tolerates. The pilot's numbers (a numpy
-run by the spec's author, on an objective whose details differ) are printed beside ours; compare
-the pattern along a row, not the values. A last table runs the same with torn per-coordinate
-reads (`Bounded(tau)`, each coordinate its own delay in 0..tau).
+"""Hogwild! under delay, sparse against dense (spec check 4 [S3 L1341-1354]).
+
+Every step reads a snapshot tau updates old (a whole-vector `Fixed(tau)` delay, as the pilot)
+and writes x_e <- x_e - gamma G_e(snapshot) into the current model, on least squares over +-1
+labels with the spread regulariser (smooth, so a too-large delayed step diverges: the hinge of
+the sparse SVM has bounded gradients and cannot). Sparse: 20,000 examples, dimension 2,000,
+Omega = 5, 30,000 steps; dense: dimension 100, Omega = 100. Prediction: the sparse loss is nearly
+independent of tau <= 64; the dense loss degrades with tau and diverges at a step that tau = 0
+tolerates. The pilot's numbers (a numpy run by the spec's author, on an objective whose details
+differ) are printed beside ours: compare the pattern along a row, not the values. A last table
+runs the same with torn per-coordinate reads (`Bounded(tau)`, each coordinate its own delay).
 
   python reproduce/async_sparse_vs_dense.py      (about two minutes on two CPU cores)
 """
