@@ -80,8 +80,15 @@ def sparsity(data: SparseData) -> dict[str, float]:
   n = data.num_examples
   omega = int(incidence.getnnz(axis=1).max())
   delta = float(incidence.getnnz(axis=0).max() / n)
-  conflicts = incidence @ incidence.T  # e, e' share a coordinate
-  rho = float(conflicts.getnnz(axis=1).max() / n)
+  counts = incidence.getnnz(axis=0).astype(np.int64)
+  if (counts**2).sum() < n * n // 8:  # sparse: the conflict graph e ~ e' is small
+    meets = int((incidence @ incidence.T).getnnz(axis=1).max())
+  else:  # dense: count the meeting examples in chunks instead of storing the graph
+    meets = 0
+    for start in range(0, n, 512):
+      block = incidence[start:start + 512].toarray().T  # [dim, 512]
+      meets = max(meets, int(((incidence @ block) > 0).sum(axis=0).max()))
+  rho = float(meets / n)
   return {"omega": omega, "delta": delta, "rho": rho}
 
 
