@@ -65,7 +65,7 @@ def random_sparse(num_examples: int, dim: int, nonzeros: int, seed: int = 0,
   if nonzeros == dim:
     indices = np.broadcast_to(np.arange(dim), (num_examples, dim)).copy()
   else:
-    indices = np.argsort(rng.random((num_examples, dim)), axis=1)[:, :nonzeros]
+    indices = np.stack([rng.choice(dim, nonzeros, replace=False) for _ in range(num_examples)])
   values = rng.normal(size=indices.shape).astype(np.float32)
   w = rng.normal(size=dim)
   y = np.sign((values * w[indices]).sum(1) + 1e-12)
