@@ -11,7 +11,17 @@ Algorithms (`local_sgd`, `choco_sgd`, ...) are built from plain arguments and a 
 `MultiProcess`).
 """
 
-from jaxdist import algorithms, communication, core, data, models, objectives, optim, training
+from jaxdist import (
+  algorithms,
+  asynchrony,
+  communication,
+  core,
+  data,
+  models,
+  objectives,
+  optim,
+  training,
+)
 from jaxdist.algorithms import extrapolation
 from jaxdist.algorithms.decentralized import (
     ConsensusControl,
@@ -35,8 +45,8 @@ from jaxdist.training import Result, Runner, train
 __version__ = "0.2.0"
 
 __all__ = [
-    "ArgumentError", "ConsensusControl", "MultiProcess", "Result", "Runner", "Sharded",
-    "Simulated", "UserError", "algorithms", "choco_sgd", "classification", "collectives",
+    "ArgumentError", "ConsensusControl", "MultiProcess", "Result", "Runner", "Sharded", "Simulated",
+    "UserError", "algorithms", "asynchrony", "choco_sgd", "classification", "collectives",
     "communication", "compression", "core", "d2", "d2_plus", "data", "dsgd", "errors",
     "extrapolation", "gradient_tracking", "hierarchical_local_sgd", "local_sgd", "minibatch_sgd",
     "models", "objectives", "optim", "per_worker", "post_local_sgd", "qg_dsgdm", "shared",
