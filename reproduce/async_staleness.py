@@ -2,9 +2,9 @@
 reading the version when it starts and pushing when it ends, on the seeded discrete-event
 simulator. Prediction [derived]: with identical workers the mean staleness is about P - 1; heavy
 tails (log-normal) raise the maximum far above P, which is why bounded-delay theory is
-optimistic. In fact the mean is P - 1 for every distribution: each push adds one to the staleness
-of the P - 1 computations then in flight, so the staleness sums to (P - 1) per update; only the
-spread and the tail change.
+optimistic. In fact the mean tends to P - 1 for every distribution: each push adds one to the
+staleness of the P - 1 computations then in flight, so the staleness sums to P - 1 per update
+(less the computations still in flight at the end); only the spread and the tail change.
 
   python reproduce/async_staleness.py      (about a minute on two CPU cores)
 """

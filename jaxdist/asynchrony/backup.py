@@ -22,11 +22,11 @@ import jax.numpy as jnp
 
 from jaxdist.algorithms import base
 from jaxdist.asynchrony.compute_time import ComputeTime, Exponential, check_compute_time
+from jaxdist.asynchrony.simulator import REDUCTIONS
 from jaxdist.core import collectives
 from jaxdist.core.state import per_worker, shared, state_class
 from jaxdist.errors import ArgumentError, check_at_least, check_choice
 
-REDUCTIONS = ("sum", "mean")
 EXP1 = Exponential()  # Exp(1) times, the order-statistics model of check 6
 
 
