@@ -11,7 +11,12 @@ argument of `jaxdist.asynchrony`, checked in `validate`, run by `run`.
 - `backup_sgd`: synchronous SGD with `algo.num_backup` backup workers (0: the plain synchronous
   parameter server), through the library's runner;
 - `one_shot`: one-shot averaging, through the runner; the final record holds the averaged model's
-  and the ensemble's test accuracy.
+  and the ensemble's test accuracy;
+- `threaded`: the real threaded runner, one worker thread per device (`algo.num_workers` of the
+  visible devices), `train.log_every` pushes per record with the measured staleness; resumes from
+  its checkpoints, but not bit-exactly (thread timing decides the reads);
+- `bcd`: coordinate parallelism, cyclic block coordinate descent on generated least squares
+  (`data.num_examples` x `data.dim`, `algo.num_workers` blocks), `train.log_every` sweeps a record.
 
 Every run checkpoints its whole state in workdir/checkpoints (orbax, fingerprinted) and a rerun of
 the same command resumes bit-exactly; records go to metrics.jsonl.
@@ -40,7 +45,7 @@ from jaxdist.objectives import tasks
 from jaxdist.training import Runner
 from jaxdist.training.checkpoint import Checkpoints
 
-ALGORITHMS = ("async_ps", "hogwild", "cyclades", "backup_sgd", "one_shot")
+ALGORITHMS = ("async_ps", "hogwild", "cyclades", "backup_sgd", "one_shot", "threaded", "bcd")
 COMPUTE_TIMES = ("constant", "exponential", "lognormal", "straggler")
 SPARSE = ("hogwild", "cyclades")
 
@@ -51,7 +56,7 @@ def default() -> ml_collections.ConfigDict:
   c.family = "asynchrony"
   c.seed = 0
   c.algo = dict(
-      name="async_ps",  # async_ps | hogwild | cyclades | backup_sgd | one_shot
+      name="async_ps",  # async_ps | hogwild | cyclades | backup_sgd | one_shot | threaded | bcd
       num_workers=8,  # P (async_ps), K = N + b (backup_sgd, one_shot), cores (cyclades)
       learning_rate=0.05,  # gamma, per gradient
       optimizer="sgd",  # async_ps: sgd | adagrad (server)
@@ -113,7 +118,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     section, key = field.split(".")
     value = config[section][key]
     _check(field, value in allowed, f"unknown value {value!r}", allowed)
-  if algo.name not in SPARSE:
+  if algo.name not in (*SPARSE, "bcd"):
     _check("data.name", data.name in datasets.OFFLINE, f"unknown value {data.name!r}",
            datasets.OFFLINE)
   for field, low in {"algo.num_workers": 1, "algo.push_every": 1, "algo.fetch_every": 1,
@@ -316,6 +321,43 @@ def _run_workers(config, workdir):
   return {**last, "preempted": False}
 
 
+def _run_threaded(config, loop):
+  dataset, task, params, model_state = _classification(config)
+  rng = jax.random.PRNGKey(config.seed + 1)
+  devices = jax.devices()
+  if config.algo.num_workers > len(devices):
+    raise ConfigError("algo.num_workers", f"{config.algo.num_workers} threads need as many "
+                      f"devices; {len(devices)} are visible", f"1 .. {len(devices)}")
+  runner = asynchrony.ThreadedAsyncSGD(
+      lambda p, b: task.loss(p, model_state, b, rng)[0], config.algo.learning_rate,
+      asynchrony.sampler(dataset.train, config.data.batch_size, seed=config.seed),
+      devices=devices[:config.algo.num_workers], reduction=config.algo.reduction)
+
+  def advance(state, done):
+    result = runner.run(jax.device_get(state), config.train.log_every)
+    return result.params, {"staleness/mean": result.staleness.mean(),
+                           "staleness/max": result.staleness.max(),
+                           "updates_per_second": result.updates_per_second,
+                           "test/accuracy": _accuracy(task, result.params, model_state,
+                                                      dataset.test)}
+
+  return loop.run(params, advance)
+
+
+def _run_bcd(config, loop):
+  rng = np.random.default_rng(config.seed)
+  a = rng.normal(size=(config.data.num_examples, config.data.dim)).astype(np.float32)
+  b = (a @ rng.normal(size=config.data.dim) + 0.1 * rng.normal(size=len(a))).astype(np.float32)
+  a, b = jnp.asarray(a), jnp.asarray(b)
+
+  def advance(state, done):
+    x = asynchrony.block_coordinate_descent(a, b, state["x"], num_blocks=config.algo.num_workers,
+                                            num_sweeps=config.train.log_every)
+    return {"x": x}, {"train/loss": jnp.mean((a @ x - b) ** 2) / 2}
+
+  return loop.run({"x": jnp.zeros(config.data.dim)}, advance)
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Runs the config's algorithm in `workdir` (locked by the caller), resuming if it holds a
   checkpoint; returns the last record with "preempted"."""
@@ -324,6 +366,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     if config.algo.name in ("backup_sgd", "one_shot"):
       return _run_workers(config, workdir)
     loop = _Loop(config, workdir)
-    return _run_sparse(config, loop) if config.algo.name in SPARSE else _run_async_ps(config, loop)
+    if config.algo.name in SPARSE:
+      return _run_sparse(config, loop)
+    run_algorithm = {"async_ps": _run_async_ps, "threaded": _run_threaded, "bcd": _run_bcd}
+    return run_algorithm[config.algo.name](config, loop)
   except ArgumentError as e:
     raise ConfigError(f"algo.{e.argument}", e.problem, e.allowed) from None

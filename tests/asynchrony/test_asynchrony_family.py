@@ -40,7 +40,8 @@ def test_async_ps_runs_and_resumes_bit_exactly(tmp_path, data_dir):
     assert json.load(f)["algo.name"] == "async_ps"
 
 
-@pytest.mark.parametrize("name", ["hogwild", "cyclades", "backup_sgd", "one_shot"])
+@pytest.mark.parametrize("name", ["hogwild", "cyclades", "backup_sgd", "one_shot", "threaded",
+                                  "bcd"])
 def test_every_algorithm_runs(tmp_path, data_dir, name):
   config = tiny(data_dir, name=name, num_backup=1 if name == "backup_sgd" else 0,
                 cyclades_batch=8)
@@ -50,6 +51,8 @@ def test_every_algorithm_runs(tmp_path, data_dir, name):
     assert read_metrics(str(tmp_path / name))[0]["omega"] == 3
   if name == "one_shot":
     assert 0 < last["ensemble/accuracy"] <= 1
+  if name == "threaded":
+    assert last["staleness/max"] >= 0 and last["test/accuracy"] > 0
 
 
 def test_bad_fields_are_named():
