@@ -13,6 +13,7 @@ Algorithms (`local_sgd`, `choco_sgd`, ...) are built from plain arguments and a 
 
 from jaxdist import (
     algorithms,
+    asynchrony,
     communication,
     core,
     data,
@@ -55,8 +56,8 @@ def __getattr__(name):
 
 
 __all__ = [
-    "ArgumentError", "ConsensusControl", "MultiProcess", "Result", "Runner", "Sharded",
-    "Simulated", "UserError", "algorithms", "choco_sgd", "classification", "collectives",
+    "ArgumentError", "ConsensusControl", "MultiProcess", "Result", "Runner", "Sharded", "Simulated",
+    "UserError", "algorithms", "asynchrony", "choco_sgd", "classification", "collectives",
     "communication", "compression", "core", "d2", "d2_plus", "data", "dsgd", "errors",
     "extrapolation", "federated", "gradient_tracking", "hierarchical_local_sgd", "kernels",
     "local_sgd", "minibatch_sgd", "models", "objectives", "optim", "per_worker", "post_local_sgd",

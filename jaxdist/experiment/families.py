@@ -27,6 +27,7 @@ FAMILIES: dict[str, str] = {
     "search": "jaxdist.experiment.search",
     "kernels": "jaxdist.experiment.kernels",
     "federated": "jaxdist.experiment.federated",
+    "asynchrony": "jaxdist.experiment.asynchrony",
 }
 
 
