@@ -32,7 +32,7 @@ def get_config(arg: str = ""):
   elif a.optimizer == "lars":
     config.optim.update(base_lr=0.2, base_batch=256, lr_scaling="linear", warmup_epochs=5.0,
                         warmup_start_lr=0.0, schedule="poly", decay_power=2.0, momentum=0.9,
-                        nesterov=False, weight_decay=1e-4, trust_coefficient=0.001, eps=1e-5,
+                        nesterov=False, weight_decay=1e-4, trust_coefficient=0.001, trust_eps=1e-5,
                         trust_clip=(0.0, 50.0), grad_clip_value=10.0)
   else:
     config.optim.update(base_lr=0.1, base_batch=256, lr_scaling="linear", warmup_epochs=5.0,

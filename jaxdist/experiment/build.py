@@ -272,7 +272,7 @@ def optimizer(optim: ml_collections.ConfigDict, norm_axes=()) -> Any:
   elif optim.optimizer == "lars":
     make = functools.partial(
         optimizers.lars, momentum=optim.momentum, nesterov=optim.nesterov,
-        trust_coefficient=optim.trust_coefficient, eps=optim.eps,
+        trust_coefficient=optim.trust_coefficient, eps=optim.trust_eps,
         trust_denominator=optim.trust_denominator, trust_clip=tuple(optim.trust_clip),
         grad_clip_value=optim.grad_clip_value, lars_momentum=optim.lars_momentum,
         adapt_norm_and_bias=optim.adapt_norm_and_bias, norm_axes=norm_axes, **common)
@@ -283,8 +283,10 @@ def optimizer(optim: ml_collections.ConfigDict, norm_axes=()) -> Any:
         trust_clip=tuple(optim.trust_clip), adapt_norm_and_bias=optim.adapt_norm_and_bias,
         norm_axes=norm_axes, **common)
 
+  names = {**OPTIM_FIELDS, "eps": "optim.trust_eps"} if optim.optimizer == "lars" else OPTIM_FIELDS
+
   def build(learning_rate):
-    with fields(OPTIM_FIELDS):
+    with fields(names):
       return make(learning_rate)
 
   build(optax.constant_schedule(0.1))  # its errors now, naming the fields

@@ -104,10 +104,11 @@ def default() -> ml_collections.ConfigDict:
       decay_norm_and_bias=False,  # weight decay also on leaves of rank < 2
       b1=0.9,  # adam, lamb
       b2=0.999,
-      eps=1e-6,  # adam, lamb; lars: added to the trust-ratio denominator
+      eps=1e-6,  # adam, lamb
       eps_inside_sqrt=False,  # lamb: m / sqrt(v + eps) as printed in [You20] Alg. 16
       bias_correction=True,  # lamb
       trust_coefficient=0.001,  # lars
+      trust_eps=0.0,  # lars: added to the trust-ratio denominator (ch. 5: none; ref. code 1e-5)
       trust_denominator="sum_of_norms",  # lars: ||g|| + wd||w|| | norm_of_sum: ||g + wd w||
       trust_clip=(0.0, math.inf),  # lars: bounds of the trust ratio; lamb: bounds of phi(||x||)
       lars_momentum="lr_inside",  # lr_inside: a = m a + lr d | lr_outside: w -= lr * a

@@ -132,7 +132,8 @@ def lars(learning_rate: ScalarOrSchedule, *, momentum: float = 0.9, nesterov: bo
                          trust_coefficient=trust_coefficient, eps=eps,
                          trust_denominator=trust_denominator, trust_clip=trust_clip,
                          grad_clip_value=grad_clip_value, lr_inside=lars_momentum == "lr_inside",
-                         decay_mask=decay_mask, adapt_mask=adapt_mask, norm_axes=norm_axes)
+                         nesterov=nesterov, decay_mask=decay_mask, adapt_mask=adapt_mask,
+                         norm_axes=norm_axes)
   return optax.chain(_clip(grad_clip_norm), base)
 
 
@@ -187,7 +188,8 @@ def _resolve(mask, params):
 def scale_by_lars(learning_rate: optax.ScalarOrSchedule, *, weight_decay: float = 0.0,
          momentum: float = 0.9, trust_coefficient: float = 0.001, eps: float = 0.0,
          trust_denominator: str = "sum_of_norms", trust_clip=(0.0, math.inf),
-         grad_clip_value: float = 0.0, lr_inside: bool = True, decay_mask=None, adapt_mask=None,
+         grad_clip_value: float = 0.0, lr_inside: bool = True, nesterov: bool = False,
+         decay_mask=None, adapt_mask=None,
          norm_axes: Sequence[str] = ()) -> optax.GradientTransformation:
   """LARS with the thesis's choices ([You20] ch. 5), per leaf w with gradient g:
 
@@ -196,6 +198,7 @@ def scale_by_lars(learning_rate: optax.ScalarOrSchedule, *, weight_decay: float 
     d = clip(g + wd*w, -grad_clip_value, grad_clip_value)
     lr_inside:  a = momentum*a + lr*ratio*d;  w -= a              (ch. 5 text, optax)
     lr_outside: a = momentum*a + d;           w -= lr*ratio*a     (the reference code)
+    nesterov:   w -= momentum*a + lr*ratio*d  (lr_inside), lr*ratio*(momentum*a + d) (lr_outside)
 
   Leaves outside `adapt_mask` use ratio 1, outside `decay_mask` no weight decay.
   """
@@ -222,10 +225,12 @@ def scale_by_lars(learning_rate: optax.ScalarOrSchedule, *, weight_decay: float 
                           trust_coefficient * w_norm / (denominator + eps))
         ratio = jnp.clip(ratio, *trust_clip)
       if lr_inside:
-        a = momentum * a + (rate * ratio * d).astype(a.dtype)
-        return -a, a
+        step = (rate * ratio * d).astype(a.dtype)
+        a = momentum * a + step
+        return -(momentum * a + step if nesterov else a), a
       a = momentum * a + d
-      return (-rate * ratio * a).astype(a.dtype), a
+      direction = momentum * a + d if nesterov else a
+      return (-rate * ratio * direction).astype(a.dtype), a
 
     out = jax.tree.map(leaf, grads, params, state.momentum, adapt, decay)
     treedef = jax.tree.structure(grads)

@@ -1,5 +1,8 @@
 """The large-batch recipe: scaled learning rate, warmup and decays counted in samples, Nesterov."""
 
+import inspect
+import pathlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,9 +10,15 @@ import optax
 import pytest
 
 from jaxdist.errors import ArgumentError, ConfigError
-from jaxdist.experiment import build
+from jaxdist.experiment import build, overrides
 from jaxdist.experiment.config import default
 from jaxdist.optim import optimizers, presets, schedules
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def _config(argument):
+  return overrides.load(str(ROOT / "configs" / argument))
 
 
 def _optim(**fields):
@@ -163,7 +172,7 @@ def test_lars_thesis_form_by_hand():
   w = jnp.array([[3.0, 4.0]])  # ||w|| = 5
   g = jnp.array([[0.3, 0.0]])  # ||g|| = 0.3
   params, grads = {"kernel": w, "bias": jnp.array([1.0])}, {"kernel": g, "bias": jnp.array([2.0])}
-  config = _optim(optimizer="lars", weight_decay=0.1, trust_coefficient=0.01, eps=0.0,
+  config = _optim(optimizer="lars", weight_decay=0.1, trust_coefficient=0.01, nesterov=False,
                   lars_momentum="lr_outside", trust_clip=(0.0, 0.05), grad_clip_value=0.5)
   tx = _optimizer(config, optax.constant_schedule(2.0))
   updates, state = tx.update(grads, tx.init(params), params)
@@ -175,12 +184,51 @@ def test_lars_thesis_form_by_hand():
   np.testing.assert_allclose(updates["kernel"], -2.0 * ratio * 1.9 * d, rtol=1e-6)
   # The optax denominator ||g + wd*w|| gives a different step.
   other = _optimizer(_optim(optimizer="lars", weight_decay=0.1, trust_coefficient=0.01,
-                                   eps=0.0, trust_denominator="norm_of_sum", momentum=0.0),
+                                   trust_denominator="norm_of_sum", momentum=0.0),
                             optax.constant_schedule(2.0))
   other_updates, _ = other.update(grads, other.init(params), params)
   ratio_optax = 0.01 * 5.0 / float(jnp.linalg.norm(g + 0.1 * w))
   np.testing.assert_allclose(other_updates["kernel"], -2.0 * ratio_optax * (g + 0.1 * w),
                              rtol=1e-6)
+
+
+@pytest.mark.parametrize("lars_momentum", ["lr_inside", "lr_outside"])
+def test_lars_keeps_nesterov_with_the_thesis_denominator_and_weight_decay(lars_momentum):
+  """nesterov=True is Nesterov in both placements of the rate, also where optax.lars is not used
+  (||g|| + wd ||w|| with wd > 0): w -= m a + lr r d, or lr r (m a + d), a the new buffer."""
+  w, g = jnp.array([[3.0, 4.0]]), jnp.array([[0.3, 0.0]])
+  params, grads = {"kernel": w}, {"kernel": g}
+  config = _optim(optimizer="lars", weight_decay=0.1, trust_coefficient=0.01, momentum=0.9,
+                  nesterov=True, lars_momentum=lars_momentum)
+  tx = _optimizer(config, optax.constant_schedule(2.0))
+  ratio, d = 0.01 * 5.0 / (0.3 + 0.1 * 5.0), np.asarray(g + 0.1 * w)
+  state = tx.init(params)
+  for a in (d, 1.9 * d):  # the buffer after steps 1 and 2 (in units of lr * ratio)
+    updates, state = tx.update(grads, state, params)
+    np.testing.assert_allclose(updates["kernel"], -2.0 * ratio * (0.9 * a + d), rtol=1e-6)
+  # The EXTRAP config (Nesterov + LARS, [Lin22] ch. 3) trains Nesterov LARS.
+  extrap = _config("extrap/cifar10_resnet20.py").optim
+  assert extrap.optimizer == "lars" and extrap.nesterov and extrap.weight_decay > 0
+  tx = _optimizer(extrap, optax.constant_schedule(1.0))
+  heavy_ball = _optimizer(_optim(**{**extrap.to_dict(), "nesterov": False}),
+                          optax.constant_schedule(1.0))
+  first = tx.update(grads, tx.init(params), params)[0]["kernel"]
+  plain = heavy_ball.update(grads, heavy_ball.init(params), params)[0]["kernel"]
+  np.testing.assert_allclose(first, 1.9 * plain, rtol=1e-6)
+
+
+def test_lars_trust_ratio_epsilon_defaults_follow_the_sources():
+  """[You20] ch. 5 prints no epsilon (library and config default 0, as optax.lars); the
+  reference code's 1e-5 is in the ch. 5 preset and config. Adam's eps does not reach LARS."""
+  assert inspect.signature(optimizers.lars).parameters["eps"].default == 0.0
+  assert default().optim.trust_eps == 0.0
+  w, g = jnp.array([[3.0, 4.0]]), jnp.array([[0.3, 0.0]])
+  config = _optim(optimizer="lars", weight_decay=0.0, momentum=0.0, eps=0.5)  # Adam's eps
+  tx = _optimizer(config, optax.constant_schedule(1.0))
+  updates = tx.update({"kernel": g}, tx.init({"kernel": w}), {"kernel": w})[0]
+  np.testing.assert_allclose(updates["kernel"], -0.001 * 5.0 / 0.3 * g, rtol=1e-6)
+  assert _config("large_batch/cifar10_resnet20.py:optimizer=lars"
+                      ).optim.trust_eps == 1e-5
 
 
 def test_lars_zero_norm_leaf_gets_ratio_one():
