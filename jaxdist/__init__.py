@@ -22,7 +22,13 @@ from jaxdist.algorithms.decentralized import (
     gradient_tracking,
     qg_dsgdm,
 )
-from jaxdist.algorithms.local_sgd import hierarchical_local_sgd, local_sgd, post_local_sgd, sign_sgd
+from jaxdist.algorithms.local_sgd import (
+    ef_sign_sgd,
+    hierarchical_local_sgd,
+    local_sgd,
+    post_local_sgd,
+    sign_sgd,
+)
 from jaxdist.algorithms.minibatch import minibatch_sgd
 from jaxdist.communication import compression, topology
 from jaxdist.core import collectives
@@ -37,8 +43,9 @@ __version__ = "0.2.0"
 __all__ = [
     "ArgumentError", "ConsensusControl", "MultiProcess", "Result", "Runner", "Sharded",
     "Simulated", "UserError", "algorithms", "choco_sgd", "classification", "collectives",
-    "communication", "compression", "core", "d2", "d2_plus", "data", "dsgd", "errors",
-    "extrapolation", "gradient_tracking", "hierarchical_local_sgd", "local_sgd", "minibatch_sgd",
+    "communication", "compression", "core", "d2", "d2_plus", "data", "dsgd",
+    "ef_sign_sgd", "errors", "extrapolation", "gradient_tracking", "hierarchical_local_sgd",
+    "local_sgd", "minibatch_sgd",
     "models", "objectives", "optim", "per_worker", "post_local_sgd", "qg_dsgdm", "shared",
     "sign_sgd", "state_class", "topology", "train", "training",
 ]
