@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -36,10 +37,11 @@ from jaxdist.objectives import masking, tasks
 from jaxdist.optim import optimizers, schedules
 from jaxdist.training.runner import ON_NONFINITE, Runner
 
-LOCAL = ("minibatch_sgd", "local_sgd", "post_local_sgd", "hierarchical_local_sgd")
+LOCAL = ("minibatch_sgd", "local_sgd", "post_local_sgd", "hierarchical_local_sgd", "ef_sign_sgd")
 DECENTRALIZED = ("dsgd", "qg_dsgdm", "d2", "d2_plus", "gradient_tracking", "choco_sgd")
 ALGORITHMS = LOCAL + DECENTRALIZED
-COMPRESSIONS = ("none", "sign", "ef_sign")
+COMPRESSIONS = ("none", "sign", "ef_sign", "sign_majority")
+SIGN_STEP_RATE_LIMIT = 0.02  # above it, sign steps break models without normalisation layers
 EXTRAPOLATIONS = ("none", "extrap", "gradient_noise", "gaussian", "uniform", "smoothout",
                   "extrap_adam")
 COMPRESSORS = ("identity", "top_k", "random_k", "sign", "qsgd")
@@ -59,6 +61,11 @@ ALGO_FIELDS = {
     "exact_phases": "algo.exact_phases", "compressor": "algo.compressor",
     "fraction": "algo.compress_fraction", "bits": "algo.compress_bits",
     "topology": "topology.name", "exchange": "topology.exchange", "n": "workers.num_workers",
+    "warmup_steps": "algo.local_steps_warmup_epochs", "warmup_ramp": "algo.local_steps_warmup",
+    "ramp": "algo.local_steps_warmup", "average_start": "algo.average_start",
+    "average_offset": "algo.average_offset", "start": "algo.average_start",
+    "offset": "algo.average_offset",
+    "post_local_gradient_allreduce": "algo.post_local_gradient_allreduce",
     "optimizer": "optim.momentum", "learning_rate": "optim.base_lr",
 }
 OPTIM_FIELDS = {name: f"optim.{name}" for name in (
@@ -136,7 +143,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for field in ("workers.num_workers", "data.batch_size", "train.log_every", "eval.batch_size",
                 "checkpoint.keep"):
     _at_least(config, field, 1)
-  for field in ("workers.per_node", "workers.num_devices", "algo.switch_samples"):
+  for field in ("workers.per_node", "workers.num_devices", "algo.switch_samples",
+                "algo.local_steps_warmup_epochs"):
     _at_least(config, field, 0)
   _check_workers(config)
   _check_algorithm_fields(config)
@@ -161,7 +169,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   # pieces of the fields this run does not use: a bad value there is a mistake all the same.
   learning_rate(config.optim, global_batch=1, train_size=1, total_steps=10**9)
   algorithm(config, _stand_in_loss, optax.constant_schedule(0.1),
-            phase_steps=_stand_in_phases(config), switch_step=0)
+            phase_steps=_stand_in_phases(config), switch_step=0,
+            local_steps_warmup=1 if config.algo.local_steps_warmup_epochs else 0)
+  _warn_about_sign_steps(config)
   with fields(MODEL_FIELDS):
     build_model(config.model.name, (2,), 2, hidden=tuple(config.model.hidden),
                 features=tuple(config.model.features), dense=config.model.dense,
@@ -175,11 +185,12 @@ def _check_workers(config) -> None:
     raise ConfigError("workers.per_node", f"{per_node} does not divide workers.num_workers="
                       f"{config.workers.num_workers}",
                       f"divisors of {config.workers.num_workers}, or 0 for no nodes")
-  hierarchical = config.algo.name == "hierarchical_local_sgd"
-  if hierarchical != (per_node > 0):
-    raise ConfigError("workers.per_node", "hierarchical_local_sgd runs on nodes of workers and "
-                      "the other algorithms on a flat set of workers",
-                      "> 0 with hierarchical_local_sgd, 0 otherwise")
+  on_nodes = config.algo.name == "hierarchical_local_sgd" or (
+      config.algo.name == "post_local_sgd" and config.algo.post_local_gradient_allreduce)
+  if on_nodes != (per_node > 0):
+    raise ConfigError("workers.per_node", "hierarchical_local_sgd and post_local_sgd with "
+                      "algo.post_local_gradient_allreduce run on nodes of workers and the other "
+                      "algorithms on a flat set of workers", "> 0 with those, 0 otherwise")
 
 
 def _check_algorithm_fields(config) -> None:
@@ -198,6 +209,16 @@ def _check_algorithm_fields(config) -> None:
     if algo.global_momentum:
       raise ConfigError("algo.global_momentum", "global momentum does not combine with sign "
                         "compression", "0.0 with algo.compression != 'none'")
+  if algo.post_local_gradient_allreduce and algo.name != "post_local_sgd":
+    raise ConfigError("algo.post_local_gradient_allreduce", f"offered for post_local_sgd, not "
+                      f"{algo.name}", "False")
+  schedule_fields = (("algo.local_steps_warmup_epochs", algo.local_steps_warmup_epochs),
+                     ("algo.average_start", algo.average_start),
+                     ("algo.average_offset", algo.average_offset))
+  for field, value in schedule_fields:
+    if value and (algo.name != "local_sgd" or algo.compression != "none"):
+      raise ConfigError(field, f"the averaging schedule of plain local_sgd; this run is "
+                        f"{algo.name} with algo.compression={algo.compression!r}", "0")
   if algo.global_momentum and algo.name not in ("local_sgd", "post_local_sgd"):
     raise ConfigError("algo.global_momentum", f"global momentum is offered for local_sgd and "
                       f"post_local_sgd, not {algo.name}", "0.0")
@@ -214,6 +235,27 @@ def _check_algorithm_fields(config) -> None:
   if algo.compress_unbiased and algo.name == "choco_sgd":
     raise ConfigError("algo.compress_unbiased", "CHOCO needs a contractive (biased, scaled "
                       "down) compressor", "False")
+
+
+class ConfigWarning(UserWarning):
+  """A config that runs, but outside the range where its method is known to work."""
+
+
+def _warn_about_sign_steps(config) -> None:
+  """Sign steps move every weight by the learning rate each step: [Lin22]'s 0.1 (ResNet-20 with
+  BatchNorm, whose weights are scale-invariant) stops an MLP from learning (the quickstart's
+  EF-signSGD: 13.5% test accuracy at 0.1, 49% at 0.05, 88.3% at 0.01, 91.4% at 0.003)."""
+  optim = config.optim
+  if config.algo.compression == "none" or config.model.name == "resnet20":
+    return
+  scale = config.workers.num_workers * config.data.batch_size / optim.base_batch
+  peak = optim.base_lr * {"linear": scale, "sqrt": math.sqrt(scale)}.get(optim.lr_scaling, 1.0)
+  if peak > SIGN_STEP_RATE_LIMIT:
+    warnings.warn(ConfigWarning(
+        f"optim.base_lr: sign steps (algo.compression={config.algo.compression!r}) move every "
+        f"weight by the learning rate; a peak rate of {peak:g} > {SIGN_STEP_RATE_LIMIT} stops "
+        f"{config.model.name!r} from learning (working range about 1e-3 to 1e-2; the "
+        "thesis's 0.1 is for ResNet-20 with BatchNorm)"), stacklevel=3)
 
 
 def _check_unused_fields(config) -> None:
@@ -366,8 +408,9 @@ def compressor(algo) -> compression.Compressor:
 
 
 def algorithm(config, loss_fn, schedule: optax.Schedule, *, phase_steps: tuple[int, ...],
-              switch_step: int) -> Any:
-  """The algorithm of `config.algo` on `loss_fn`, its optimizer on `schedule`."""
+              switch_step: int, local_steps_warmup: int = 0) -> Any:
+  """The algorithm of `config.algo` on `loss_fn`, its optimizer on `schedule`; `switch_step`
+  and `local_steps_warmup` in steps."""
   algo, name = config.algo, config.algo.name
   _choice(config, "algo.name", ALGORITHMS)
   tx = optimizer(config.optim)
@@ -381,19 +424,26 @@ def algorithm(config, loss_fn, schedule: optax.Schedule, *, phase_steps: tuple[i
       if algo.compression != "none":
         return jaxdist.sign_sgd(loss_fn, tx, local_steps=algo.local_steps,
                                    error_feedback=algo.compression == "ef_sign",
+                                   majority_vote=algo.compression == "sign_majority",
                                    switch_step=switch, extrapolation=extrap, **common)
       if name == "post_local_sgd":
-        return jaxdist.post_local_sgd(loss_fn, tx, switch_step=switch,
-                                         local_steps=algo.local_steps,
-                                         global_momentum=algo.global_momentum,
-                                         extrapolation=extrap, **common)
+        return jaxdist.post_local_sgd(
+            loss_fn, tx, switch_step=switch, local_steps=algo.local_steps,
+            global_momentum=algo.global_momentum, extrapolation=extrap,
+            post_local_gradient_allreduce=algo.post_local_gradient_allreduce, **common)
       return jaxdist.local_sgd(loss_fn, tx, local_steps=algo.local_steps,
                                   global_momentum=algo.global_momentum, extrapolation=extrap,
-                                  **common)
+                                  average_start=algo.average_start,
+                                  average_offset=algo.average_offset,
+                                  warmup_steps=local_steps_warmup,
+                                  warmup_ramp=algo.local_steps_warmup, **common)
     if name == "hierarchical_local_sgd":
       return jaxdist.hierarchical_local_sgd(loss_fn, tx, local_steps=algo.local_steps,
                                                block_steps=algo.block_steps,
-                                               extrapolation=extrap, **common)
+                                               extrapolation=extrap, switch_step=switch_step,
+                                               **common)
+    if name == "ef_sign_sgd":
+      return jaxdist.ef_sign_sgd(loss_fn, tx, **common)
     graph = topology.make(config.topology.name, config.workers.num_workers)
     decentralized = dict(topology=graph, exchange=config.topology.exchange,
                          measure_consensus=algo.measure_consensus, **common)
@@ -481,10 +531,13 @@ class Experiment:
       with fields(MASKING_FIELDS):
         model, task, self.deployed_weights = mask.wrap(model, task)
     self.model, self.task = model, task
-    switch = (switch_step(config, train_size=self.train_size, **sizes)
-              if config.algo.name == "post_local_sgd" else 0)
+    algo = config.algo
+    switched = algo.name == "post_local_sgd" or (algo.name == "hierarchical_local_sgd" and (
+        algo.switch_samples > 0 or algo.switch_epochs >= 0))
+    switch = switch_step(config, train_size=self.train_size, **sizes) if switched else 0
+    h_warmup = math.ceil(algo.local_steps_warmup_epochs * self.train_size / self.global_batch)
     self.algorithm = algorithm(config, task.loss, self.learning_rate, phase_steps=phases,
-                               switch_step=switch)
+                               switch_step=switch, local_steps_warmup=h_warmup)
     shape, _ = config_lib.worker_grid(config)
     with fields(RUN_FIELDS):
       layout = (Simulated() if config.workers.backend == "simulated" else
@@ -512,4 +565,5 @@ class Experiment:
                 eval_per_worker=self.config.eval.model == "workers")
 
 
-__all__ = ["ALGORITHMS", "Experiment", "algorithm", "fields", "optimizer", "validate"]
+__all__ = ["ALGORITHMS", "ConfigWarning", "Experiment", "algorithm", "fields", "optimizer",
+           "validate"]

@@ -22,15 +22,24 @@ def default() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.algo = dict(
-      # minibatch_sgd | local_sgd | post_local_sgd | hierarchical_local_sgd; decentralized:
+      # minibatch_sgd | local_sgd | post_local_sgd | hierarchical_local_sgd | ef_sign_sgd
+      # (centralized EF-signSGD); decentralized:
       # dsgd | qg_dsgdm | d2 | d2_plus | gradient_tracking | choco_sgd
       name="local_sgd",
       local_steps=4,  # H: local steps between averagings
       block_steps=1,  # H_b (hierarchical): node averagings between two global ones
-      switch_epochs=-1.0,  # post_local_sgd: switch after these epochs; < 0: at the first decay
-      switch_samples=0,  # post_local_sgd: switch after these samples, if > 0
+      # post_local_sgd: switch after these epochs; < 0: at the first decay;
+      # hierarchical_local_sgd: mini-batch SGD first for these epochs (>= 0)
+      switch_epochs=-1.0,
+      switch_samples=0,  # post_local_sgd, hierarchical_local_sgd: switch after these samples
+      post_local_gradient_allreduce=False,  # post_local_sgd: gradients averaged in the node after
+      local_steps_warmup_epochs=0.0,  # local_sgd: H grows from 1 to local_steps over these
+      local_steps_warmup="exponential",  # exponential (1, 2, 4, ...) | linear | constant (1)
+      average_start=0,  # local_sgd: steps before the periodic averaging starts
+      average_offset=0,  # local_sgd: first average this many steps after average_start; 0: H
       global_momentum=0.0,  # momentum on the averaged model differences (block momentum)
-      compression="none",  # none | sign (signSGD) | ef_sign (EF-signSGD) of the averaging
+      # none | sign (signSGD) | ef_sign (EF-signSGD) | sign_majority (signSGD, majority vote)
+      compression="none",
       # none | extrap | gradient_noise | gaussian | uniform | smoothout | extrap_adam
       extrapolation="none",
       extrapolation_scale=1.0,  # eta_hat = scale * lr / K
