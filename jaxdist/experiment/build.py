@@ -45,7 +45,7 @@ SIGN_STEP_RATE_LIMIT = 0.02  # above it, sign steps break models without normali
 EXTRAPOLATIONS = ("none", "extrap", "gradient_noise", "gaussian", "uniform", "smoothout",
                   "extrap_adam")
 COMPRESSORS = ("identity", "top_k", "random_k", "sign", "qsgd")
-OPTIMIZERS = ("sgd", "adam", "lars", "lamb")
+OPTIMIZERS = ("sgd", "adam", "lars", "lamb", "adamw", "adagrad")
 MASKINGS = ("none", *masking.PRUNING, "learned")
 BACKENDS = ("simulated", "shard_map")
 EVAL_MODELS = ("average", "workers")
@@ -71,6 +71,7 @@ ALGO_FIELDS = {
 OPTIM_FIELDS = {name: f"optim.{name}" for name in (
     "momentum", "weight_decay", "b1", "b2", "eps", "trust_coefficient", "trust_denominator",
     "trust_clip", "grad_clip_value", "lars_momentum", "grad_clip_norm", "base_lr", "base_batch",
+    "trust_norm", "initial_accumulator",
     "lr_scaling", "warmup_epochs", "warmup_scaling", "warmup_start_lr", "schedule", "decay_at",
     "decay_factor", "decay_power")}
 DATA_FIELDS = {"dataset": "data.name", "data_dir": "data.data_dir", "relabel": "data.relabel",
@@ -209,6 +210,9 @@ def _check_algorithm_fields(config) -> None:
     if algo.global_momentum:
       raise ConfigError("algo.global_momentum", "global momentum does not combine with sign "
                         "compression", "0.0 with algo.compression != 'none'")
+  if config.optim.log_trust_ratios and algo.name != "minibatch_sgd":
+    raise ConfigError("optim.log_trust_ratios", f"logged by minibatch_sgd, not {algo.name}",
+                      "False")
   if algo.post_local_gradient_allreduce and algo.name != "post_local_sgd":
     raise ConfigError("algo.post_local_gradient_allreduce", f"offered for post_local_sgd, not "
                       f"{algo.name}", "False")
@@ -311,21 +315,29 @@ def optimizer(optim: ml_collections.ConfigDict, norm_axes=()) -> Any:
                              **common)
   elif optim.optimizer == "adam":
     make = functools.partial(optimizers.adam, b1=optim.b1, b2=optim.b2, eps=optim.eps, **common)
+  elif optim.optimizer == "adamw":
+    make = functools.partial(optimizers.adamw, b1=optim.b1, b2=optim.b2, eps=optim.eps, **common)
+  elif optim.optimizer == "adagrad":
+    make = functools.partial(optimizers.adagrad, initial_accumulator=optim.initial_accumulator,
+                             eps=optim.eps, **common)
   elif optim.optimizer == "lars":
     make = functools.partial(
         optimizers.lars, momentum=optim.momentum, nesterov=optim.nesterov,
         trust_coefficient=optim.trust_coefficient, eps=optim.trust_eps,
         trust_denominator=optim.trust_denominator, trust_clip=tuple(optim.trust_clip),
         grad_clip_value=optim.grad_clip_value, lars_momentum=optim.lars_momentum,
-        adapt_norm_and_bias=optim.adapt_norm_and_bias, norm_axes=norm_axes, **common)
+        adapt_norm_and_bias=optim.adapt_norm_and_bias, norm_axes=norm_axes,
+        trust_norm=optim.trust_norm, **common)
   else:
     make = functools.partial(
         optimizers.lamb, b1=optim.b1, b2=optim.b2, eps=optim.eps,
         eps_inside_sqrt=optim.eps_inside_sqrt, bias_correction=optim.bias_correction,
         trust_clip=tuple(optim.trust_clip), adapt_norm_and_bias=optim.adapt_norm_and_bias,
-        norm_axes=norm_axes, **common)
+        norm_axes=norm_axes, trust_norm=optim.trust_norm, variant=optim.lamb_variant, **common)
 
-  names = {**OPTIM_FIELDS, "eps": "optim.trust_eps"} if optim.optimizer == "lars" else OPTIM_FIELDS
+  names = {**OPTIM_FIELDS, "variant": "optim.lamb_variant"}
+  if optim.optimizer == "lars":
+    names["eps"] = "optim.trust_eps"
 
   def build(learning_rate):
     with fields(names):
@@ -418,7 +430,8 @@ def algorithm(config, loss_fn, schedule: optax.Schedule, *, phase_steps: tuple[i
   common = dict(learning_rate=schedule)
   with fields(ALGO_FIELDS):
     if name == "minibatch_sgd":
-      return jaxdist.minibatch_sgd(loss_fn, tx, extrapolation=extrap, **common)
+      return jaxdist.minibatch_sgd(loss_fn, tx, extrapolation=extrap,
+                                   log_trust_ratios=config.optim.log_trust_ratios, **common)
     if name in ("local_sgd", "post_local_sgd"):
       switch = switch_step if name == "post_local_sgd" else 0
       if algo.compression != "none":

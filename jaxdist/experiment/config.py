@@ -96,7 +96,7 @@ def default() -> ml_collections.ConfigDict:
       skip_layers=(),  # learned: top-level modules left unmasked (frozen as pretrained)
   )
   c.optim = dict(
-      optimizer="sgd",  # sgd | adam | lars | lamb
+      optimizer="sgd",  # sgd | adam | lars | lamb | adamw | adagrad
       base_lr=0.1,  # learning rate at base_batch
       base_batch=128,
       lr_scaling="linear",  # linear | sqrt | none: scaling with the global batch K*B
@@ -120,7 +120,12 @@ def default() -> ml_collections.ConfigDict:
       trust_eps=0.0,  # lars: added to the trust-ratio denominator (ch. 5: none; ref. code 1e-5)
       trust_denominator="sum_of_norms",  # lars: ||g|| + wd||w|| | norm_of_sum: ||g + wd w||
       trust_clip=(0.0, math.inf),  # lars: bounds of the trust ratio; lamb: bounds of phi(||x||)
-      lars_momentum="lr_inside",  # lr_inside: a = m a + lr d | lr_outside: w -= lr * a
+      # lr_inside: a = m a + lr d | lr_outside: w -= lr * a | ema_normalized: [You20] Alg. 15
+      lars_momentum="lr_inside",
+      trust_norm="l2",  # lars, lamb: l2 | l1 | linf, the norm of the trust ratio
+      lamb_variant="lamb",  # lamb (Alg. 16) | n_lamb (Alg. 17) | nn_lamb (Alg. 18)
+      initial_accumulator=0.1,  # adagrad
+      log_trust_ratios=False,  # ||w|| / ||g|| per tensor as metrics (Table 5.6)
       adapt_norm_and_bias=False,  # lars, lamb: trust ratio also on leaves of rank < 2
       grad_clip_value=0.0,  # lars: clip each gradient entry to +-value; 0 = off
       grad_clip_norm=0.0,  # clip the global gradient norm (per worker); 0 = off

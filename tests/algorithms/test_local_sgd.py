@@ -251,6 +251,12 @@ NEW_VARIANTS = {
     "sign_majority": lambda tx: jaxdist.sign_sgd(loss, tx, learning_rate=LR, local_steps=2,
                                                  majority_vote=True),
     "ef_sign_sgd": lambda tx: jaxdist.ef_sign_sgd(loss, tx, learning_rate=LR),
+    "nn_lamb_linf_trust_ratios": lambda tx: jaxdist.minibatch_sgd(
+        loss, functools.partial(jaxdist.optim.lamb, variant="nn_lamb", trust_norm="linf",
+                                weight_decay=1e-3), learning_rate=LR, log_trust_ratios=True),
+    "lars_alg15": lambda tx: jaxdist.minibatch_sgd(
+        loss, functools.partial(jaxdist.optim.lars, lars_momentum="ema_normalized",
+                                weight_decay=1e-3), learning_rate=LR),
 }
 ON_NODES = ("hierarchical", "hierarchical_switch", "post_local_grad_allreduce")
 VARIANTS.update(NEW_VARIANTS)
