@@ -71,7 +71,7 @@ ALGO_FIELDS = {
 OPTIM_FIELDS = {name: f"optim.{name}" for name in (
     "momentum", "weight_decay", "b1", "b2", "eps", "trust_coefficient", "trust_denominator",
     "trust_clip", "grad_clip_value", "lars_momentum", "grad_clip_norm", "base_lr", "base_batch",
-    "trust_norm", "initial_accumulator",
+    "trust_norm", "initial_accumulator", "gradient_noise_eta", "gradient_noise_gamma",
     "lr_scaling", "warmup_epochs", "warmup_scaling", "warmup_start_lr", "schedule", "decay_at",
     "decay_factor", "decay_power")}
 DATA_FIELDS = {"dataset": "data.name", "data_dir": "data.data_dir", "relabel": "data.relabel",
@@ -338,6 +338,11 @@ def optimizer(optim: ml_collections.ConfigDict, norm_axes=()) -> Any:
   names = {**OPTIM_FIELDS, "variant": "optim.lamb_variant"}
   if optim.optimizer == "lars":
     names["eps"] = "optim.trust_eps"
+
+  if optim.gradient_noise_eta or optim.gradient_noise_gamma != 0.55:
+    with fields(names):
+      make = optimizers.with_gradient_noise(make, eta=optim.gradient_noise_eta,
+                                            gamma=optim.gradient_noise_gamma)
 
   def build(learning_rate):
     with fields(names):

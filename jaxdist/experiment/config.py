@@ -126,6 +126,8 @@ def default() -> ml_collections.ConfigDict:
       lamb_variant="lamb",  # lamb (Alg. 16) | n_lamb (Alg. 17) | nn_lamb (Alg. 18)
       initial_accumulator=0.1,  # adagrad
       log_trust_ratios=False,  # ||w|| / ||g|| per tensor as metrics (Table 5.6)
+      gradient_noise_eta=0.0,  # Neelakantan noise N(0, eta / (1 + t)^gamma) on the gradient
+      gradient_noise_gamma=0.55,
       adapt_norm_and_bias=False,  # lars, lamb: trust ratio also on leaves of rank < 2
       grad_clip_value=0.0,  # lars: clip each gradient entry to +-value; 0 = off
       grad_clip_norm=0.0,  # clip the global gradient norm (per worker); 0 = off

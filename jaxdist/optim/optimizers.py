@@ -21,7 +21,9 @@ unless `decay_norm_and_bias`.
   x -= lr phi(||x||) / ||m|| m, phi = clip to `trust_clip` (no trust coefficient);
 * `lamb(variant="n_lamb" | "nn_lamb")`: Alg. 17 / 18, Nesterov on the first (and second) moment;
 * `trust_norm="l1" | "linf"`: other norms for the trust ratio of LARS and LAMB (ch. 6, Fig. 6.4);
-* `adamw` (decoupled weight decay) and `adagrad`: the baselines of [You20] ch. 6.
+* `adamw` (decoupled weight decay) and `adagrad`: the baselines of [You20] ch. 6;
+* `with_gradient_noise(optimizer, eta, gamma)`: Neelakantan et al.'s noise on the gradient
+  ([Lin22] Table 11.9's baseline to extrapolation and post-local SGD).
 
 When the settings coincide with optax's definitions, optax.lars / optax.lamb are used as they are.
 Norms are per whole tensor, in float32; `norm_axes` names mesh axes over which a sharded tensor's
@@ -216,6 +218,48 @@ def lamb(learning_rate: ScalarOrSchedule, *, b1: float = 0.9, b2: float = 0.999,
         optax.masked(scale_by_trust_ratio(trust_clip, norm_axes, trust_norm), adapt_mask),
         optax.scale_by_learning_rate(learning_rate))
   return optax.chain(_clip(grad_clip_norm), base)
+
+
+def with_gradient_noise(optimizer: Any, *, eta: float, gamma: float = 0.55,
+                        key: int = 0) -> Any:
+  """Neelakantan et al.'s gradient noise, [Lin22] Table 11.9's baseline: g + N(0, sigma_t^2),
+  sigma_t^2 = eta / (1 + t)^gamma (as optax.add_noise), before `optimizer`, a function of the
+  rate. The noise comes from the optimizer's state: one draw for all workers where the state is
+  shared (mini-batch SGD), the same draw on every worker otherwise.
+
+  Args:
+    optimizer: a function of the learning rate returning an optax optimizer.
+    eta: the variance at t = 0 (the thesis's grid: 1e-6, 5e-6, 1e-5, 5e-5).
+    gamma: its decay (grid 0.5 ... 3; Neelakantan et al.'s 0.55).
+    key: the noise's random key.
+  """
+  check_at_least("gradient_noise_eta", eta, 0)
+  check_at_least("gradient_noise_gamma", gamma, 0)
+
+  def build(learning_rate):
+    return optax.chain(_add_noise(eta, gamma, key), optimizer(learning_rate))
+
+  return build
+
+
+class NoiseState(NamedTuple):
+  count: jax.Array
+  key: jax.Array  # a raw uint32 key (optax.add_noise keeps a typed one, which layouts refuse)
+
+
+def _add_noise(eta: float, gamma: float, seed: int) -> optax.GradientTransformation:
+  def init(params):
+    return NoiseState(jnp.zeros([], jnp.int32), jax.random.PRNGKey(seed))
+
+  def update(updates, state, params=None):
+    del params
+    count = state.count + 1
+    key, sample = jax.random.split(state.key)
+    std = jnp.sqrt(eta / count.astype(jnp.float32)**gamma)
+    noise = otu.tree_random_like(sample, updates, jax.random.normal)
+    return otu.tree_add_scale(updates, std, noise), NoiseState(count, key)
+
+  return optax.GradientTransformation(init, update)
 
 
 def trust_ratio_metrics(params: Any, grads: Any) -> dict[str, jax.Array]:

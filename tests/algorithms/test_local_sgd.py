@@ -254,6 +254,8 @@ NEW_VARIANTS = {
     "nn_lamb_linf_trust_ratios": lambda tx: jaxdist.minibatch_sgd(
         loss, functools.partial(jaxdist.optim.lamb, variant="nn_lamb", trust_norm="linf",
                                 weight_decay=1e-3), learning_rate=LR, log_trust_ratios=True),
+    "neelakantan": lambda tx: jaxdist.minibatch_sgd(
+        loss, jaxdist.optim.with_gradient_noise(tx, eta=1e-3), learning_rate=LR),
     "lars_alg15": lambda tx: jaxdist.minibatch_sgd(
         loss, functools.partial(jaxdist.optim.lars, lars_momentum="ema_normalized",
                                 weight_decay=1e-3), learning_rate=LR),
@@ -464,7 +466,8 @@ def test_centralized_ef_sign_sgd():
 
 
 
-@pytest.mark.parametrize("variant", ["h_warmup", "post_local_grad_allreduce", "ef_sign_sgd"])
+@pytest.mark.parametrize("variant", ["h_warmup", "post_local_grad_allreduce", "ef_sign_sgd",
+                                     "neelakantan"])
 def test_new_variants_resume_bit_exactly(variant, tmp_path):
   """Killed after the step-4 checkpoint and rerun: the same state as the unbroken run. (The
   other new variants add no state: their schedules are functions of the step.)"""

@@ -410,3 +410,17 @@ def test_trust_ratios_are_logged_per_tensor():
   for name in ("w", "b"):
     expected = np.linalg.norm(params[name]) / np.linalg.norm(mean[name])
     assert float(metrics[f"trust_ratio/{name}"][0]) == pytest.approx(expected, rel=1e-5)
+
+
+def test_neelakantan_gradient_noise_has_the_decaying_variance():
+  """[Lin22] Table 11.9's baseline: g + N(0, eta / (1 + t)^gamma), before the optimizer."""
+  config = _optim(optimizer="sgd", momentum=0.0, weight_decay=0.0, gradient_noise_eta=0.01,
+                  gradient_noise_gamma=1.0)
+  params = {"kernel": jnp.zeros((200, 100))}
+  updates = _run(_optimizer(config, optax.constant_schedule(1.0)), params,
+                 [jax.tree.map(jnp.zeros_like, params)] * 4)
+  for t, update in enumerate(updates):
+    assert float(jnp.var(update["kernel"])) == pytest.approx(0.01 / (1 + t), rel=0.05)
+  assert float(jnp.abs(updates[0]["kernel"] - updates[1]["kernel"]).max()) > 0
+  with pytest.raises(ConfigError, match=r"optim.gradient_noise_eta: must be >= 0"):
+    build.optimizer(_optim(gradient_noise_eta=-1.0))
