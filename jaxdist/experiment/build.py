@@ -84,7 +84,9 @@ MODEL_FIELDS = {"model": "model.name", "hidden": "model.hidden", "features": "mo
 MASKING_FIELDS = {"method": "masking.name", "sparsity": "masking.sparsity",
                   "recompute_every": "masking.recompute_every",
                   "initial_sparsity": "masking.initial_sparsity",
-                  "skip_layers": "masking.skip_layers", "ramp_steps": "masking.ramp_end"}
+                  "skip_layers": "masking.skip_layers", "ramp_steps": "masking.ramp_end",
+                  "granularity": "masking.granularity", "thresholds": "masking.thresholds",
+                  "freeze_at": "masking.freeze_at"}
 RUN_FIELDS = {"num_workers": "workers.num_workers", "num_devices": "workers.num_devices",
               "layout": "workers.backend", "steps_per_chunk": "train.log_every",
               "num_steps": "train.num_steps", "keep": "checkpoint.keep",
@@ -163,6 +165,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if not 0 < config.data.dirichlet_alpha < math.inf:
     raise ConfigError("data.dirichlet_alpha", f"must be a finite number > 0, got "
                       f"{config.data.dirichlet_alpha}", "finite numbers > 0 (large: near iid)")
+  if config.masking.freeze_at > 1:
+    raise ConfigError("masking.freeze_at", f"{config.masking.freeze_at} is past the end of the "
+                      "run", "a fraction in [0, 1], or < 0 for a mask that is never frozen")
   if config.masking.ramp_end > 1:
     raise ConfigError("masking.ramp_end", f"{config.masking.ramp_end} is past the end of the run",
                       "a fraction in [0, 1], or < 0 for the second learning-rate decay")
@@ -288,7 +293,8 @@ def _check_unused_fields(config) -> None:
                      exact_phases=tuple(algo.exact_phases), max_rounds=algo.max_gossip_rounds)
   masks = config.masking
   with fields(MASKING_FIELDS):
-    masking.Pruning("dpf", masks.sparsity, masks.recompute_every, 1, 2)
+    masking.Pruning("dpf", masks.sparsity, masks.recompute_every, 1, 2,
+                    granularity=masks.granularity, thresholds=masks.thresholds)
     masking.LearnedMask(masks.initial_sparsity, masks.skip_layers)
 
 
@@ -486,7 +492,7 @@ def algorithm(config, loss_fn, schedule: optax.Schedule, *, phase_steps: tuple[i
                                consensus_control=control, seed=config.seed, **decentralized)
 
 
-def _masking(config, *, num_classes: int, ramp_steps: int):
+def _masking(config, *, num_classes: int, ramp_steps: int, total_steps: int):
   c = config.masking
   with fields(MASKING_FIELDS):
     if c.name == "learned":
@@ -495,7 +501,10 @@ def _masking(config, *, num_classes: int, ramp_steps: int):
                           "a model.npz written by an earlier run (its workdir/model.npz)")
       return masking.LearnedMask(c.initial_sparsity, c.skip_layers)
     return masking.Pruning(c.name, c.sparsity, c.recompute_every, ramp_steps, num_classes,
-                           c.prune_classifier)
+                           c.prune_classifier, granularity=c.granularity,
+                           thresholds=c.thresholds,
+                           freeze_at=round(c.freeze_at * total_steps) if c.freeze_at >= 0
+                           else None)
 
 
 def masking_ramp_steps(config, phases: tuple[int, ...], total_steps: int) -> int:
@@ -544,7 +553,7 @@ class Experiment:
     task = tasks.classification(model, preprocess)
     self.deployed_weights = lambda params, model_state: (params, model_state)
     if config.masking.name != "none":
-      mask = _masking(config, num_classes=self.dataset.num_classes,
+      mask = _masking(config, num_classes=self.dataset.num_classes, total_steps=self.total_steps,
                       ramp_steps=masking_ramp_steps(config, phases, self.total_steps))
       with fields(MASKING_FIELDS):
         model, task, self.deployed_weights = mask.wrap(model, task)

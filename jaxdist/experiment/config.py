@@ -92,6 +92,9 @@ def default() -> ml_collections.ConfigDict:
       recompute_every=16,  # pruning: steps between mask recomputations
       ramp_end=-1.0,  # pruning: fraction of the run where the target is reached; < 0: 2nd decay
       prune_classifier=False,  # pruning: also prune the last layer
+      granularity="weights",  # pruning: weights | filters (structured, [Lin22] Table 15.3)
+      thresholds="global",  # pruning: global | per_layer (Table 15.2)
+      freeze_at=-1.0,  # pruning: fraction of the run after which the mask is frozen; < 0: never
       initial_sparsity=0.05,  # learned: fraction of scores starting below the threshold
       skip_layers=(),  # learned: top-level modules left unmasked (frozen as pretrained)
   )
