@@ -52,9 +52,6 @@ RESUMED_VARIANTS = {
     "d2_plus": {"algo": {"name": "d2_plus"}},
     # Masks recomputed between the checkpoint and the end, on a ramp that ends there.
     "dpf": {"masking": {"name": "dpf", "sparsity": 0.8, "recompute_every": 3, "ramp_end": 0.75}},
-    "dpf_filters_per_layer_frozen": {"masking": {
-        "name": "dpf", "sparsity": 0.5, "recompute_every": 3, "ramp_end": 0.5,
-        "granularity": "filters", "thresholds": "per_layer", "freeze_at": 0.6}},
     "dsgd_controlled": {"algo": {"name": "dsgd", "consensus_target": 0.05,
                                  "max_gossip_rounds": 5}, "topology": {"name": "ring"}},
 }
