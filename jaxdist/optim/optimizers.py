@@ -377,25 +377,12 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-6,
   """Adam's direction m_hat / (sqrt(v_hat) + eps), or m_hat / sqrt(v_hat + eps) as [You20] Alg. 16
   prints it, with or without bias correction."""
 
-  def init(params):
-    zeros = otu.tree_zeros_like(params)
-    return AdamState(jnp.zeros([], jnp.int32), zeros, zeros)
+  def direction(m, v, g, t):
+    c1 = 1 - b1**t if bias_correction else 1.0
+    c2 = 1 - b2**t if bias_correction else 1.0
+    return _normalised(m / c1, v / c2, eps, eps_inside_sqrt)
 
-  def update(grads, state, params=None):
-    del params
-    count = state.count + 1
-    mu = jax.tree.map(lambda m, g: b1 * m + (1 - b1) * g, state.mu, grads)
-    nu = jax.tree.map(lambda v, g: b2 * v + (1 - b2) * jnp.square(g), state.nu, grads)
-    c1 = 1 - b1**count if bias_correction else 1.0
-    c2 = 1 - b2**count if bias_correction else 1.0
-
-    def direction(m, v):
-      m_hat, v_hat = m / c1, v / c2
-      return m_hat / (jnp.sqrt(v_hat + eps) if eps_inside_sqrt else jnp.sqrt(v_hat) + eps)
-
-    return jax.tree.map(direction, mu, nu), AdamState(count, mu, nu)
-
-  return optax.GradientTransformation(init, update)
+  return _scale_by_moments(b1, b2, direction)
 
 
 def nesterov_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-6,
@@ -409,6 +396,23 @@ def nesterov_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-6,
     r = m_hat / sqrt(v_hat + eps)   (m_hat / (sqrt(v_hat) + eps) with eps_inside_sqrt=False)
   """
 
+  def direction(m, v, g, t):
+    m_hat = b1 * m / (1 - b1**(t + 1)) + (1 - b1) * g / (1 - b1**t)
+    v_hat = b2 * v / (1 - b2**(t + 1))
+    if both:
+      v_hat = v_hat + (1 - b2) * jnp.square(g) / (1 - b2**t)
+    return _normalised(m_hat, v_hat, eps, eps_inside_sqrt)
+
+  return _scale_by_moments(b1, b2, direction)
+
+
+def _normalised(m_hat, v_hat, eps, eps_inside_sqrt):
+  return m_hat / (jnp.sqrt(v_hat + eps) if eps_inside_sqrt else jnp.sqrt(v_hat) + eps)
+
+
+def _scale_by_moments(b1: float, b2: float, direction) -> optax.GradientTransformation:
+  """Adam's moments m, v of the gradient, and `direction(m, v, g, t)` of them at step t >= 1."""
+
   def init(params):
     zeros = otu.tree_zeros_like(params)
     return AdamState(jnp.zeros([], jnp.int32), zeros, zeros)
@@ -418,15 +422,8 @@ def nesterov_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-6,
     t = state.count + 1
     mu = jax.tree.map(lambda m, g: b1 * m + (1 - b1) * g, state.mu, grads)
     nu = jax.tree.map(lambda v, g: b2 * v + (1 - b2) * jnp.square(g), state.nu, grads)
-
-    def direction(m, v, g):
-      m_hat = b1 * m / (1 - b1**(t + 1)) + (1 - b1) * g / (1 - b1**t)
-      v_hat = b2 * v / (1 - b2**(t + 1))
-      if both:
-        v_hat = v_hat + (1 - b2) * jnp.square(g) / (1 - b2**t)
-      return m_hat / (jnp.sqrt(v_hat + eps) if eps_inside_sqrt else jnp.sqrt(v_hat) + eps)
-
-    return jax.tree.map(direction, mu, nu, grads), AdamState(t, mu, nu)
+    out = jax.tree.map(lambda m, v, g: direction(m, v, g, t), mu, nu, grads)
+    return out, AdamState(t, mu, nu)
 
   return optax.GradientTransformation(init, update)
 
