@@ -57,7 +57,7 @@ def accuracy(recipe, base_lr: float, batch: int, train, test) -> float:
   steps = EPOCHS * TRAIN // batch
   rate = jaxdist.optim.learning_rate(
       base_lr, global_batch=batch, train_size=TRAIN, total_steps=steps, base_batch=64,
-      lr_scaling=scaling, warmup_epochs=0.5 if warmup_scaling == "none" else 0.0625,
+      lr_scaling=scaling, warmup_epochs=0.5 if warmup_scaling == "none" else 0.015625,
       warmup_scaling=warmup_scaling, warmup_start_lr=0.0, schedule="poly", decay_power=1.0)
   model = jaxdist.models.build("mlp", (DIM,), CLASSES, hidden=(256, 256))
   task = jaxdist.classification(model)
