@@ -12,7 +12,6 @@ from jaxdist.algorithms.local_sgd import Hierarchical, LocalStepsWarmup, Periodi
 from jaxdist.errors import ConfigError
 from jaxdist.experiment import build, overrides
 from jaxdist.experiment.config import default
-from jaxdist.experiment.runs import run
 
 QUICKSTART = str(pathlib.Path(__file__).resolve().parents[2] / "configs" / "quickstart.py")
 
@@ -75,13 +74,15 @@ def test_bad_variant_fields_are_refused_by_name(fields, message):
     build.validate(config)
 
 
-def test_a_tiny_run_of_post_local_sgd_with_gradients_all_reduced_in_the_node(data_dir, tmp_path):
-  """End to end: 2 nodes of 2 workers, the H warm-up counted in epochs."""
+def test_an_experiment_builds_the_variants_on_its_sizes(data_dir):
+  """Nodes of workers for post-local SGD's gradient all-reduce; the H warm-up counted in
+  epochs."""
   config = tiny_config(data_dir, algo={"name": "post_local_sgd", "switch_samples": 4 * 32,
                                        "post_local_gradient_allreduce": True, "local_steps": 3},
                        workers={"per_node": 2})
-  result = run(config, str(tmp_path / "run"))
-  assert result["step"] == 12 and np.isfinite(result["train/loss"])
+  post = build.Experiment(config)
+  assert post.algorithm.subgroup_gradients and post.algorithm.minibatch_steps == 4
+  assert post.runner.grid == (2, 2)
   warmed = build.Experiment(tiny_config(data_dir, algo={"local_steps": 4,
                                                         "local_steps_warmup_epochs": 0.1}))
   assert warmed.algorithm.schedule == LocalStepsWarmup(4, int(np.ceil(
