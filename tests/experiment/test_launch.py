@@ -80,8 +80,8 @@ def _quickstart(*fields):
     ("optim.b2", 1.5, r"optim.b2: 1.5 is not a decay rate"),
     ("model.hidden", (0,), r"model.hidden: must be >= 1, got 0"),
     ("masking.sparsity", 1.0, r"masking.sparsity: 1.0 is not in"),
-    ("optim.optimizer", "adagrad", r"optim.optimizer: unknown value 'adagrad' \(allowed: 'sgd', "
-     r"'adam', 'lars', 'lamb'\)"),
+    ("optim.optimizer", "rmsprop", r"optim.optimizer: unknown value 'rmsprop' \(allowed: 'sgd', "
+     r"'adam', 'lars', 'lamb', 'adamw', 'adagrad'\)"),
     ("optim.trust_clip", (2.0, 1.0), r"optim.trust_clip: \(2.0, 1.0\) is not a range"),
     ("checkpoint.every_steps", 75, r"checkpoint.every_steps: 75 is not a multiple of "
      r"train.log_every \(50\) \(allowed: 0 or multiples of 50\)"),
