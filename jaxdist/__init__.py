@@ -34,7 +34,13 @@ from jaxdist.algorithms.decentralized import (
     gradient_tracking,
     qg_dsgdm,
 )
-from jaxdist.algorithms.local_sgd import hierarchical_local_sgd, local_sgd, post_local_sgd, sign_sgd
+from jaxdist.algorithms.local_sgd import (
+    ef_sign_sgd,
+    hierarchical_local_sgd,
+    local_sgd,
+    post_local_sgd,
+    sign_sgd,
+)
 from jaxdist.algorithms.minibatch import minibatch_sgd
 from jaxdist.communication import compression, topology
 from jaxdist.core import collectives
@@ -58,8 +64,9 @@ def __getattr__(name):
 __all__ = [
     "ArgumentError", "ConsensusControl", "MultiProcess", "Result", "Runner", "Sharded", "Simulated",
     "UserError", "algorithms", "asynchrony", "choco_sgd", "classification", "collectives",
-    "communication", "compression", "core", "d2", "d2_plus", "data", "dsgd", "errors",
-    "extrapolation", "federated", "gradient_tracking", "hierarchical_local_sgd", "kernels",
-    "local_sgd", "minibatch_sgd", "models", "objectives", "optim", "per_worker", "post_local_sgd",
-    "qg_dsgdm", "search", "shared", "sign_sgd", "state_class", "topology", "train", "training",
+    "communication", "compression", "core", "d2", "d2_plus", "data", "dsgd", "ef_sign_sgd",
+    "errors", "extrapolation", "federated", "gradient_tracking", "hierarchical_local_sgd",
+    "kernels", "local_sgd", "minibatch_sgd", "models", "objectives", "optim", "per_worker",
+    "post_local_sgd", "qg_dsgdm", "search", "shared", "sign_sgd", "state_class", "topology",
+    "train", "training",
 ]

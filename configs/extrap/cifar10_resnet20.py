@@ -9,6 +9,8 @@ epochs; eta_hat = scale * lr / K with scale in {1, 2, 4} (noise variants {0.1 ..
   --config ...:extrapolation=smoothout  (or gaussian, uniform, gradient_noise)
   --config ...:algo=post_local_sgd,H=8                                     EXTRAP + post-local
   --config ...:lars=false                                                  without LARS
+  --config ...:extrapolation=none,neelakantan=1e-5                         Table 11.9's
+      baseline: mini-batch SGD, Neelakantan noise N(0, eta / (1 + t)^0.55) on the gradient
   --config ...:cpu                                                         MNIST-1D, CPU scale
 """
 
@@ -17,7 +19,7 @@ from jaxdist.experiment.config import cpu_scale, default, parse_arg
 
 def get_config(arg: str = ""):
   a = parse_arg(arg, algo="minibatch_sgd", extrapolation="extrap", scale=1.0, H=8, lars=True,
-                cpu=False)
+                neelakantan=0.0, cpu=False)
   config = default()
   config.algo.update(name=a.algo, local_steps=a.H, extrapolation=a.extrapolation,
                      extrapolation_scale=a.scale)
@@ -27,7 +29,7 @@ def get_config(arg: str = ""):
   config.optim.update(optimizer="lars" if a.lars else "sgd", trust_coefficient=0.02,
                       base_lr=0.1, base_batch=256, lr_scaling="linear", warmup_epochs=5.0,
                       schedule="step", decay_at=(0.5, 0.75), momentum=0.9, nesterov=True,
-                      weight_decay=1e-4)
+                      weight_decay=1e-4, gradient_noise_eta=a.neelakantan)
   config.train.update(num_epochs=300.0, log_every=50)
   config.eval.every_steps = 500
   config.checkpoint.every_steps = 500

@@ -10,6 +10,11 @@ Thesis recipe: B_loc = 128, lr 0.2 per 128 samples scaled linearly with K*B_loc,
   --config ...:algo=post_local_sgd,H=16,compression=ef_sign          EF-signSGD (Table 2.3)
   --config ...:algo=hierarchical_local_sgd,H=2,Hb=8,per_node=2       8 nodes x 2 (Table 11.12)
   --config ...:global_momentum=0.3,H=1                               hybrid momentum (Table 11.3)
+  --config ...:H=8,h_warmup=exponential,h_warmup_epochs=3            H = 1, 2, 4, then 8 (L2959)
+  --config ...:algo=post_local_sgd,H=16,per_node=2,grad_allreduce    gradients all-reduced in
+                                                                     the node after the switch
+  --config ...:algo=post_local_sgd,H=16,compression=sign_majority    majority vote (Table 11.10)
+  --config ...:algo=ef_sign_sgd                                      centralized EF-signSGD
   --config ...:cpu                                                   any of these on MNIST-1D
 """
 
@@ -18,10 +23,13 @@ from jaxdist.experiment.config import cpu_scale, default, parse_arg
 
 def get_config(arg: str = ""):
   a = parse_arg(arg, algo="local_sgd", H=8, Hb=1, per_node=0, batch=128, compression="none",
-                global_momentum=0.0, cpu=False)
+                global_momentum=0.0, h_warmup="exponential", h_warmup_epochs=0.0,
+                grad_allreduce=False, cpu=False)
   config = default()
   config.algo.update(name=a.algo, local_steps=a.H, block_steps=a.Hb, compression=a.compression,
-                     global_momentum=a.global_momentum)
+                     global_momentum=a.global_momentum, local_steps_warmup=a.h_warmup,
+                     local_steps_warmup_epochs=a.h_warmup_epochs,
+                     post_local_gradient_allreduce=a.grad_allreduce)
   config.workers.update(num_workers=16, per_node=a.per_node)
   config.data.update(name="cifar10", batch_size=a.batch, augment="crop_flip")
   config.model.name = "resnet20"

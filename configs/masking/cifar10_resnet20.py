@@ -9,6 +9,10 @@ ramp that reaches the target at the second decay.
   --config ...:sparsity=0.95                                            DPF to 95%
   --config ...:method=incremental,sparsity=0.95                         incremental (Table 6.2)
   --config ...:method=one_shot,sparsity=0.95                            one-shot + fine-tuning
+  --config ...:granularity=filters,sparsity=0.7                         structured (Table 15.3)
+  --config ...:thresholds=per_layer                                     per layer (Table 15.2)
+  --config ...:sparsity=0.95,finetune=0.2       DPF, then the last 20% with the mask frozen
+                                                (Table 6.2's DPF + fine-tuning)
   --config ...:algo=local_sgd,K=8                                       DPF under local SGD
   --config ...:cpu                                                      any of these on MNIST-1D
 """
@@ -17,9 +21,12 @@ from jaxdist.experiment.config import cpu_scale, default, parse_arg
 
 
 def get_config(arg: str = ""):
-  a = parse_arg(arg, method="dpf", sparsity=0.9, algo="minibatch_sgd", K=1, H=4, cpu=False)
+  a = parse_arg(arg, method="dpf", sparsity=0.9, algo="minibatch_sgd", K=1, H=4,
+                granularity="weights", thresholds="global", finetune=0.0, cpu=False)
   config = default()
-  config.masking.update(name=a.method, sparsity=a.sparsity, recompute_every=16)
+  config.masking.update(name=a.method, sparsity=a.sparsity, recompute_every=16,
+                        granularity=a.granularity, thresholds=a.thresholds,
+                        freeze_at=1.0 - a.finetune if a.finetune else -1.0)
   config.algo.update(name=a.algo, local_steps=a.H)
   config.workers.num_workers = a.K
   config.data.update(name="cifar10", batch_size=128 // a.K, augment="crop_flip")

@@ -22,6 +22,7 @@ from jaxdist.algorithms.extrapolation import (
 )
 from jaxdist.core import collectives
 from jaxdist.core.state import per_worker, shared, state_class
+from jaxdist.optim.optimizers import trust_ratio_metrics
 
 
 @state_class
@@ -41,14 +42,17 @@ class MinibatchSGD:
     optimizer: an optax optimizer, or a function of the learning rate (default `optax.sgd`).
     learning_rate: a float or a schedule, when `optimizer` is a function of it.
     extrapolation: where the gradients are taken (`PastGradient()` makes EXTRAP-SGD); None: at x.
+    log_trust_ratios: log ||w|| / ||g|| of the averaged gradient per tensor ([You20] Table 5.6)
+      as `trust_ratio/<path>`.
   """
 
   def __init__(self, loss_fn: base.LossFn, optimizer: base.Optimizer,
                learning_rate: base.LearningRate = None, *,
-               extrapolation: Extrapolation | None = None):
+               extrapolation: Extrapolation | None = None, log_trust_ratios: bool = False):
     base.check_loss(loss_fn)
     check_extrapolation(extrapolation)
     self.loss_fn, self.extrapolation = loss_fn, extrapolation
+    self.log_trust_ratios = bool(log_trust_ratios)
     self.tx, self.learning_rate = base.resolve_optimizer(
         optimizer, learning_rate, "extrapolation" if extrapolation else None)
 
@@ -66,6 +70,8 @@ class MinibatchSGD:
     extrapolation = (self.extrapolation.record(state.extrapolation, grads, mean_grads)
                      if self.extrapolation else None)
     new = MinibatchState(state.step + 1, params, opt_state, model_state, extrapolation)
+    if self.log_trust_ratios:
+      metrics = {**metrics, **trust_ratio_metrics(state.params, mean_grads)}
     return new, {**metrics, "comm/bits_sent": jnp.float32(base.bits_per_model(state.params)),
                  "comm/rounds": jnp.float32(1)}
 
@@ -75,7 +81,8 @@ class MinibatchSGD:
 
 def minibatch_sgd(loss_fn: base.LossFn, optimizer: base.Optimizer = optax.sgd, *,
                   learning_rate: base.LearningRate = None,
-                  extrapolation: Extrapolation | None = None) -> MinibatchSGD:
+                  extrapolation: Extrapolation | None = None,
+                  log_trust_ratios: bool = False) -> MinibatchSGD:
   """Mini-batch SGD (eq. 2.1): the gradients averaged over all workers every step; EXTRAP-SGD
   (Alg. 1) with `extrapolation=jaxdist.extrapolation.PastGradient()`.
 
@@ -84,5 +91,7 @@ def minibatch_sgd(loss_fn: base.LossFn, optimizer: base.Optimizer = optax.sgd, *
     optimizer: an optax optimizer, or a function of the learning rate (default `optax.sgd`).
     learning_rate: a float or a schedule, when `optimizer` is a function of it.
     extrapolation: where the gradients are taken; None: at the model.
+    log_trust_ratios: log ||w|| / ||g|| per tensor ([You20] Table 5.6).
   """
-  return MinibatchSGD(loss_fn, optimizer, learning_rate, extrapolation=extrapolation)
+  return MinibatchSGD(loss_fn, optimizer, learning_rate, extrapolation=extrapolation,
+                      log_trust_ratios=log_trust_ratios)

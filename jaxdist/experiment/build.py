@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -36,14 +37,15 @@ from jaxdist.objectives import masking, tasks
 from jaxdist.optim import optimizers, schedules
 from jaxdist.training.runner import ON_NONFINITE, Runner
 
-LOCAL = ("minibatch_sgd", "local_sgd", "post_local_sgd", "hierarchical_local_sgd")
+LOCAL = ("minibatch_sgd", "local_sgd", "post_local_sgd", "hierarchical_local_sgd", "ef_sign_sgd")
 DECENTRALIZED = ("dsgd", "qg_dsgdm", "d2", "d2_plus", "gradient_tracking", "choco_sgd")
 ALGORITHMS = LOCAL + DECENTRALIZED
-COMPRESSIONS = ("none", "sign", "ef_sign")
+COMPRESSIONS = ("none", "sign", "ef_sign", "sign_majority")
+SIGN_STEP_RATE_LIMIT = 0.02  # above it, sign steps break models without normalisation layers
 EXTRAPOLATIONS = ("none", "extrap", "gradient_noise", "gaussian", "uniform", "smoothout",
                   "extrap_adam")
 COMPRESSORS = ("identity", "top_k", "random_k", "sign", "qsgd")
-OPTIMIZERS = ("sgd", "adam", "lars", "lamb")
+OPTIMIZERS = ("sgd", "adam", "lars", "lamb", "adamw", "adagrad")
 MASKINGS = ("none", *masking.PRUNING, "learned")
 BACKENDS = ("simulated", "shard_map")
 EVAL_MODELS = ("average", "workers")
@@ -59,11 +61,17 @@ ALGO_FIELDS = {
     "exact_phases": "algo.exact_phases", "compressor": "algo.compressor",
     "fraction": "algo.compress_fraction", "bits": "algo.compress_bits",
     "topology": "topology.name", "exchange": "topology.exchange", "n": "workers.num_workers",
+    "warmup_steps": "algo.local_steps_warmup_epochs", "warmup_ramp": "algo.local_steps_warmup",
+    "ramp": "algo.local_steps_warmup", "average_start": "algo.average_start",
+    "average_offset": "algo.average_offset", "start": "algo.average_start",
+    "offset": "algo.average_offset",
+    "post_local_gradient_allreduce": "algo.post_local_gradient_allreduce",
     "optimizer": "optim.momentum", "learning_rate": "optim.base_lr",
 }
 OPTIM_FIELDS = {name: f"optim.{name}" for name in (
     "momentum", "weight_decay", "b1", "b2", "eps", "trust_coefficient", "trust_denominator",
     "trust_clip", "grad_clip_value", "lars_momentum", "grad_clip_norm", "base_lr", "base_batch",
+    "trust_norm", "initial_accumulator", "gradient_noise_eta", "gradient_noise_gamma",
     "lr_scaling", "warmup_epochs", "warmup_scaling", "warmup_start_lr", "schedule", "decay_at",
     "decay_factor", "decay_power")}
 DATA_FIELDS = {"dataset": "data.name", "data_dir": "data.data_dir", "relabel": "data.relabel",
@@ -76,7 +84,9 @@ MODEL_FIELDS = {"model": "model.name", "hidden": "model.hidden", "features": "mo
 MASKING_FIELDS = {"method": "masking.name", "sparsity": "masking.sparsity",
                   "recompute_every": "masking.recompute_every",
                   "initial_sparsity": "masking.initial_sparsity",
-                  "skip_layers": "masking.skip_layers", "ramp_steps": "masking.ramp_end"}
+                  "skip_layers": "masking.skip_layers", "ramp_steps": "masking.ramp_end",
+                  "granularity": "masking.granularity", "thresholds": "masking.thresholds",
+                  "freeze_at": "masking.freeze_at"}
 RUN_FIELDS = {"num_workers": "workers.num_workers", "num_devices": "workers.num_devices",
               "layout": "workers.backend", "steps_per_chunk": "train.log_every",
               "num_steps": "train.num_steps", "keep": "checkpoint.keep",
@@ -136,7 +146,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for field in ("workers.num_workers", "data.batch_size", "train.log_every", "eval.batch_size",
                 "checkpoint.keep"):
     _at_least(config, field, 1)
-  for field in ("workers.per_node", "workers.num_devices", "algo.switch_samples"):
+  for field in ("workers.per_node", "workers.num_devices", "algo.switch_samples",
+                "algo.local_steps_warmup_epochs"):
     _at_least(config, field, 0)
   _check_workers(config)
   _check_algorithm_fields(config)
@@ -154,6 +165,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if not 0 < config.data.dirichlet_alpha < math.inf:
     raise ConfigError("data.dirichlet_alpha", f"must be a finite number > 0, got "
                       f"{config.data.dirichlet_alpha}", "finite numbers > 0 (large: near iid)")
+  if config.masking.freeze_at > 1:
+    raise ConfigError("masking.freeze_at", f"{config.masking.freeze_at} is past the end of the "
+                      "run", "a fraction in [0, 1], or < 0 for a mask that is never frozen")
   if config.masking.ramp_end > 1:
     raise ConfigError("masking.ramp_end", f"{config.masking.ramp_end} is past the end of the run",
                       "a fraction in [0, 1], or < 0 for the second learning-rate decay")
@@ -161,7 +175,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   # pieces of the fields this run does not use: a bad value there is a mistake all the same.
   learning_rate(config.optim, global_batch=1, train_size=1, total_steps=10**9)
   algorithm(config, _stand_in_loss, optax.constant_schedule(0.1),
-            phase_steps=_stand_in_phases(config), switch_step=0)
+            phase_steps=_stand_in_phases(config), switch_step=0,
+            local_steps_warmup=1 if config.algo.local_steps_warmup_epochs else 0)
+  _warn_about_sign_steps(config)
   with fields(MODEL_FIELDS):
     build_model(config.model.name, (2,), 2, hidden=tuple(config.model.hidden),
                 features=tuple(config.model.features), dense=config.model.dense,
@@ -175,11 +191,12 @@ def _check_workers(config) -> None:
     raise ConfigError("workers.per_node", f"{per_node} does not divide workers.num_workers="
                       f"{config.workers.num_workers}",
                       f"divisors of {config.workers.num_workers}, or 0 for no nodes")
-  hierarchical = config.algo.name == "hierarchical_local_sgd"
-  if hierarchical != (per_node > 0):
-    raise ConfigError("workers.per_node", "hierarchical_local_sgd runs on nodes of workers and "
-                      "the other algorithms on a flat set of workers",
-                      "> 0 with hierarchical_local_sgd, 0 otherwise")
+  on_nodes = config.algo.name == "hierarchical_local_sgd" or (
+      config.algo.name == "post_local_sgd" and config.algo.post_local_gradient_allreduce)
+  if on_nodes != (per_node > 0):
+    raise ConfigError("workers.per_node", "hierarchical_local_sgd and post_local_sgd with "
+                      "algo.post_local_gradient_allreduce run on nodes of workers and the other "
+                      "algorithms on a flat set of workers", "> 0 with those, 0 otherwise")
 
 
 def _check_algorithm_fields(config) -> None:
@@ -198,6 +215,19 @@ def _check_algorithm_fields(config) -> None:
     if algo.global_momentum:
       raise ConfigError("algo.global_momentum", "global momentum does not combine with sign "
                         "compression", "0.0 with algo.compression != 'none'")
+  if config.optim.log_trust_ratios and algo.name != "minibatch_sgd":
+    raise ConfigError("optim.log_trust_ratios", f"logged by minibatch_sgd, not {algo.name}",
+                      "False")
+  if algo.post_local_gradient_allreduce and algo.name != "post_local_sgd":
+    raise ConfigError("algo.post_local_gradient_allreduce", f"offered for post_local_sgd, not "
+                      f"{algo.name}", "False")
+  schedule_fields = (("algo.local_steps_warmup_epochs", algo.local_steps_warmup_epochs),
+                     ("algo.average_start", algo.average_start),
+                     ("algo.average_offset", algo.average_offset))
+  for field, value in schedule_fields:
+    if value and (algo.name != "local_sgd" or algo.compression != "none"):
+      raise ConfigError(field, f"the averaging schedule of plain local_sgd; this run is "
+                        f"{algo.name} with algo.compression={algo.compression!r}", "0")
   if algo.global_momentum and algo.name not in ("local_sgd", "post_local_sgd"):
     raise ConfigError("algo.global_momentum", f"global momentum is offered for local_sgd and "
                       f"post_local_sgd, not {algo.name}", "0.0")
@@ -214,6 +244,27 @@ def _check_algorithm_fields(config) -> None:
   if algo.compress_unbiased and algo.name == "choco_sgd":
     raise ConfigError("algo.compress_unbiased", "CHOCO needs a contractive (biased, scaled "
                       "down) compressor", "False")
+
+
+class ConfigWarning(UserWarning):
+  """A config that runs, but outside the range where its method is known to work."""
+
+
+def _warn_about_sign_steps(config) -> None:
+  """Sign steps move every weight by the learning rate each step: [Lin22]'s 0.1 (ResNet-20 with
+  BatchNorm, whose weights are scale-invariant) stops an MLP from learning (the quickstart's
+  EF-signSGD: 13.5% test accuracy at 0.1, 49% at 0.05, 88.3% at 0.01, 91.4% at 0.003)."""
+  optim = config.optim
+  if config.algo.compression == "none" or config.model.name == "resnet20":
+    return
+  scale = config.workers.num_workers * config.data.batch_size / optim.base_batch
+  peak = optim.base_lr * {"linear": scale, "sqrt": math.sqrt(scale)}.get(optim.lr_scaling, 1.0)
+  if peak > SIGN_STEP_RATE_LIMIT:
+    warnings.warn(ConfigWarning(
+        f"optim.base_lr: sign steps (algo.compression={config.algo.compression!r}) move every "
+        f"weight by the learning rate; a peak rate of {peak:g} > {SIGN_STEP_RATE_LIMIT} stops "
+        f"{config.model.name!r} from learning (working range about 1e-3 to 1e-2; the "
+        "thesis's 0.1 is for ResNet-20 with BatchNorm)"), stacklevel=3)
 
 
 def _check_unused_fields(config) -> None:
@@ -242,7 +293,8 @@ def _check_unused_fields(config) -> None:
                      exact_phases=tuple(algo.exact_phases), max_rounds=algo.max_gossip_rounds)
   masks = config.masking
   with fields(MASKING_FIELDS):
-    masking.Pruning("dpf", masks.sparsity, masks.recompute_every, 1, 2)
+    masking.Pruning("dpf", masks.sparsity, masks.recompute_every, 1, 2,
+                    granularity=masks.granularity, thresholds=masks.thresholds)
     masking.LearnedMask(masks.initial_sparsity, masks.skip_layers)
 
 
@@ -269,22 +321,37 @@ def optimizer(optim: ml_collections.ConfigDict, norm_axes=()) -> Any:
                              **common)
   elif optim.optimizer == "adam":
     make = functools.partial(optimizers.adam, b1=optim.b1, b2=optim.b2, eps=optim.eps, **common)
+  elif optim.optimizer == "adamw":
+    make = functools.partial(optimizers.adamw, b1=optim.b1, b2=optim.b2, eps=optim.eps, **common)
+  elif optim.optimizer == "adagrad":
+    make = functools.partial(optimizers.adagrad, initial_accumulator=optim.initial_accumulator,
+                             eps=optim.eps, **common)
   elif optim.optimizer == "lars":
     make = functools.partial(
         optimizers.lars, momentum=optim.momentum, nesterov=optim.nesterov,
-        trust_coefficient=optim.trust_coefficient, eps=optim.eps,
+        trust_coefficient=optim.trust_coefficient, eps=optim.trust_eps,
         trust_denominator=optim.trust_denominator, trust_clip=tuple(optim.trust_clip),
         grad_clip_value=optim.grad_clip_value, lars_momentum=optim.lars_momentum,
-        adapt_norm_and_bias=optim.adapt_norm_and_bias, norm_axes=norm_axes, **common)
+        adapt_norm_and_bias=optim.adapt_norm_and_bias, norm_axes=norm_axes,
+        trust_norm=optim.trust_norm, **common)
   else:
     make = functools.partial(
         optimizers.lamb, b1=optim.b1, b2=optim.b2, eps=optim.eps,
         eps_inside_sqrt=optim.eps_inside_sqrt, bias_correction=optim.bias_correction,
         trust_clip=tuple(optim.trust_clip), adapt_norm_and_bias=optim.adapt_norm_and_bias,
-        norm_axes=norm_axes, **common)
+        norm_axes=norm_axes, trust_norm=optim.trust_norm, variant=optim.lamb_variant, **common)
+
+  names = {**OPTIM_FIELDS, "variant": "optim.lamb_variant"}
+  if optim.optimizer == "lars":
+    names["eps"] = "optim.trust_eps"
+
+  if optim.gradient_noise_eta or optim.gradient_noise_gamma != 0.55:
+    with fields(names):
+      make = optimizers.with_gradient_noise(make, eta=optim.gradient_noise_eta,
+                                            gamma=optim.gradient_noise_gamma)
 
   def build(learning_rate):
-    with fields(OPTIM_FIELDS):
+    with fields(names):
       return make(learning_rate)
 
   build(optax.constant_schedule(0.1))  # its errors now, naming the fields
@@ -364,8 +431,9 @@ def compressor(algo) -> compression.Compressor:
 
 
 def algorithm(config, loss_fn, schedule: optax.Schedule, *, phase_steps: tuple[int, ...],
-              switch_step: int) -> Any:
-  """The algorithm of `config.algo` on `loss_fn`, its optimizer on `schedule`."""
+              switch_step: int, local_steps_warmup: int = 0) -> Any:
+  """The algorithm of `config.algo` on `loss_fn`, its optimizer on `schedule`; `switch_step`
+  and `local_steps_warmup` in steps."""
   algo, name = config.algo, config.algo.name
   _choice(config, "algo.name", ALGORITHMS)
   tx = optimizer(config.optim)
@@ -373,25 +441,33 @@ def algorithm(config, loss_fn, schedule: optax.Schedule, *, phase_steps: tuple[i
   common = dict(learning_rate=schedule)
   with fields(ALGO_FIELDS):
     if name == "minibatch_sgd":
-      return jaxdist.minibatch_sgd(loss_fn, tx, extrapolation=extrap, **common)
+      return jaxdist.minibatch_sgd(loss_fn, tx, extrapolation=extrap,
+                                   log_trust_ratios=config.optim.log_trust_ratios, **common)
     if name in ("local_sgd", "post_local_sgd"):
       switch = switch_step if name == "post_local_sgd" else 0
       if algo.compression != "none":
         return jaxdist.sign_sgd(loss_fn, tx, local_steps=algo.local_steps,
                                    error_feedback=algo.compression == "ef_sign",
+                                   majority_vote=algo.compression == "sign_majority",
                                    switch_step=switch, extrapolation=extrap, **common)
       if name == "post_local_sgd":
-        return jaxdist.post_local_sgd(loss_fn, tx, switch_step=switch,
-                                         local_steps=algo.local_steps,
-                                         global_momentum=algo.global_momentum,
-                                         extrapolation=extrap, **common)
+        return jaxdist.post_local_sgd(
+            loss_fn, tx, switch_step=switch, local_steps=algo.local_steps,
+            global_momentum=algo.global_momentum, extrapolation=extrap,
+            post_local_gradient_allreduce=algo.post_local_gradient_allreduce, **common)
       return jaxdist.local_sgd(loss_fn, tx, local_steps=algo.local_steps,
                                   global_momentum=algo.global_momentum, extrapolation=extrap,
-                                  **common)
+                                  average_start=algo.average_start,
+                                  average_offset=algo.average_offset,
+                                  warmup_steps=local_steps_warmup,
+                                  warmup_ramp=algo.local_steps_warmup, **common)
     if name == "hierarchical_local_sgd":
       return jaxdist.hierarchical_local_sgd(loss_fn, tx, local_steps=algo.local_steps,
                                                block_steps=algo.block_steps,
-                                               extrapolation=extrap, **common)
+                                               extrapolation=extrap, switch_step=switch_step,
+                                               **common)
+    if name == "ef_sign_sgd":
+      return jaxdist.ef_sign_sgd(loss_fn, tx, **common)
     graph = topology.make(config.topology.name, config.workers.num_workers)
     decentralized = dict(topology=graph, exchange=config.topology.exchange,
                          measure_consensus=algo.measure_consensus, **common)
@@ -416,7 +492,7 @@ def algorithm(config, loss_fn, schedule: optax.Schedule, *, phase_steps: tuple[i
                                consensus_control=control, seed=config.seed, **decentralized)
 
 
-def _masking(config, *, num_classes: int, ramp_steps: int):
+def _masking(config, *, num_classes: int, ramp_steps: int, total_steps: int):
   c = config.masking
   with fields(MASKING_FIELDS):
     if c.name == "learned":
@@ -425,7 +501,10 @@ def _masking(config, *, num_classes: int, ramp_steps: int):
                           "a model.npz written by an earlier run (its workdir/model.npz)")
       return masking.LearnedMask(c.initial_sparsity, c.skip_layers)
     return masking.Pruning(c.name, c.sparsity, c.recompute_every, ramp_steps, num_classes,
-                           c.prune_classifier)
+                           c.prune_classifier, granularity=c.granularity,
+                           thresholds=c.thresholds,
+                           freeze_at=round(c.freeze_at * total_steps) if c.freeze_at >= 0
+                           else None)
 
 
 def masking_ramp_steps(config, phases: tuple[int, ...], total_steps: int) -> int:
@@ -474,15 +553,18 @@ class Experiment:
     task = tasks.classification(model, preprocess)
     self.deployed_weights = lambda params, model_state: (params, model_state)
     if config.masking.name != "none":
-      mask = _masking(config, num_classes=self.dataset.num_classes,
+      mask = _masking(config, num_classes=self.dataset.num_classes, total_steps=self.total_steps,
                       ramp_steps=masking_ramp_steps(config, phases, self.total_steps))
       with fields(MASKING_FIELDS):
         model, task, self.deployed_weights = mask.wrap(model, task)
     self.model, self.task = model, task
-    switch = (switch_step(config, train_size=self.train_size, **sizes)
-              if config.algo.name == "post_local_sgd" else 0)
+    algo = config.algo
+    switched = algo.name == "post_local_sgd" or (algo.name == "hierarchical_local_sgd" and (
+        algo.switch_samples > 0 or algo.switch_epochs >= 0))
+    switch = switch_step(config, train_size=self.train_size, **sizes) if switched else 0
+    h_warmup = math.ceil(algo.local_steps_warmup_epochs * self.train_size / self.global_batch)
     self.algorithm = algorithm(config, task.loss, self.learning_rate, phase_steps=phases,
-                               switch_step=switch)
+                               switch_step=switch, local_steps_warmup=h_warmup)
     shape, _ = config_lib.worker_grid(config)
     with fields(RUN_FIELDS):
       layout = (Simulated() if config.workers.backend == "simulated" else
@@ -510,4 +592,5 @@ class Experiment:
                 eval_per_worker=self.config.eval.model == "workers")
 
 
-__all__ = ["ALGORITHMS", "Experiment", "algorithm", "fields", "optimizer", "validate"]
+__all__ = ["ALGORITHMS", "ConfigWarning", "Experiment", "algorithm", "fields", "optimizer",
+           "validate"]

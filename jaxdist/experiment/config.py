@@ -22,15 +22,24 @@ def default() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.algo = dict(
-      # minibatch_sgd | local_sgd | post_local_sgd | hierarchical_local_sgd; decentralized:
+      # minibatch_sgd | local_sgd | post_local_sgd | hierarchical_local_sgd | ef_sign_sgd
+      # (centralized EF-signSGD); decentralized:
       # dsgd | qg_dsgdm | d2 | d2_plus | gradient_tracking | choco_sgd
       name="local_sgd",
       local_steps=4,  # H: local steps between averagings
       block_steps=1,  # H_b (hierarchical): node averagings between two global ones
-      switch_epochs=-1.0,  # post_local_sgd: switch after these epochs; < 0: at the first decay
-      switch_samples=0,  # post_local_sgd: switch after these samples, if > 0
+      # post_local_sgd: switch after these epochs; < 0: at the first decay;
+      # hierarchical_local_sgd: mini-batch SGD first for these epochs (>= 0)
+      switch_epochs=-1.0,
+      switch_samples=0,  # post_local_sgd, hierarchical_local_sgd: switch after these samples
+      post_local_gradient_allreduce=False,  # post_local_sgd: gradients averaged in the node after
+      local_steps_warmup_epochs=0.0,  # local_sgd: H grows from 1 to local_steps over these
+      local_steps_warmup="exponential",  # exponential (1, 2, 4, ...) | linear | constant (1)
+      average_start=0,  # local_sgd: steps before the periodic averaging starts
+      average_offset=0,  # local_sgd: first average this many steps after average_start; 0: H
       global_momentum=0.0,  # momentum on the averaged model differences (block momentum)
-      compression="none",  # none | sign (signSGD) | ef_sign (EF-signSGD) of the averaging
+      # none | sign (signSGD) | ef_sign (EF-signSGD) | sign_majority (signSGD, majority vote)
+      compression="none",
       # none | extrap | gradient_noise | gaussian | uniform | smoothout | extrap_adam
       extrapolation="none",
       extrapolation_scale=1.0,  # eta_hat = scale * lr / K
@@ -83,11 +92,14 @@ def default() -> ml_collections.ConfigDict:
       recompute_every=16,  # pruning: steps between mask recomputations
       ramp_end=-1.0,  # pruning: fraction of the run where the target is reached; < 0: 2nd decay
       prune_classifier=False,  # pruning: also prune the last layer
+      granularity="weights",  # pruning: weights | filters (structured, [Lin22] Table 15.3)
+      thresholds="global",  # pruning: global | per_layer (Table 15.2)
+      freeze_at=-1.0,  # pruning: fraction of the run after which the mask is frozen; < 0: never
       initial_sparsity=0.05,  # learned: fraction of scores starting below the threshold
       skip_layers=(),  # learned: top-level modules left unmasked (frozen as pretrained)
   )
   c.optim = dict(
-      optimizer="sgd",  # sgd | adam | lars | lamb
+      optimizer="sgd",  # sgd | adam | lars | lamb | adamw | adagrad
       base_lr=0.1,  # learning rate at base_batch
       base_batch=128,
       lr_scaling="linear",  # linear | sqrt | none: scaling with the global batch K*B
@@ -104,13 +116,21 @@ def default() -> ml_collections.ConfigDict:
       decay_norm_and_bias=False,  # weight decay also on leaves of rank < 2
       b1=0.9,  # adam, lamb
       b2=0.999,
-      eps=1e-6,  # adam, lamb; lars: added to the trust-ratio denominator
+      eps=1e-6,  # adam, lamb
       eps_inside_sqrt=False,  # lamb: m / sqrt(v + eps) as printed in [You20] Alg. 16
       bias_correction=True,  # lamb
       trust_coefficient=0.001,  # lars
+      trust_eps=0.0,  # lars: added to the trust-ratio denominator (ch. 5: none; ref. code 1e-5)
       trust_denominator="sum_of_norms",  # lars: ||g|| + wd||w|| | norm_of_sum: ||g + wd w||
       trust_clip=(0.0, math.inf),  # lars: bounds of the trust ratio; lamb: bounds of phi(||x||)
-      lars_momentum="lr_inside",  # lr_inside: a = m a + lr d | lr_outside: w -= lr * a
+      # lr_inside: a = m a + lr d | lr_outside: w -= lr * a | ema_normalized: [You20] Alg. 15
+      lars_momentum="lr_inside",
+      trust_norm="l2",  # lars, lamb: l2 | l1 | linf, the norm of the trust ratio
+      lamb_variant="lamb",  # lamb (Alg. 16) | n_lamb (Alg. 17) | nn_lamb (Alg. 18)
+      initial_accumulator=0.1,  # adagrad
+      log_trust_ratios=False,  # ||w|| / ||g|| per tensor as metrics (Table 5.6)
+      gradient_noise_eta=0.0,  # Neelakantan noise N(0, eta / (1 + t)^gamma) on the gradient
+      gradient_noise_gamma=0.55,
       adapt_norm_and_bias=False,  # lars, lamb: trust ratio also on leaves of rank < 2
       grad_clip_value=0.0,  # lars: clip each gradient entry to +-value; 0 = off
       grad_clip_norm=0.0,  # clip the global gradient norm (per worker); 0 = off

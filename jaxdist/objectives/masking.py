@@ -18,7 +18,15 @@ Masks are one global magnitude threshold over the pruned layers (every weight ma
 the classifier; biases and normalisation parameters stay dense), recomputed every
 `recompute_every` steps, with exactly round(s_t * N) weights pruned; s_t follows the cubic ramp
 s_t = s (1 - (1 - t / T)^3) to the target at T (default: the second learning-rate decay, L4848),
-then stays. The deployed model is m * x.
+then stays. The deployed model is m * x. Variants:
+* `granularity="filters"` (structured pruning, Table 15.3): whole output filters (slice [..., j]
+  of a kernel) ranked by their l2 norm across layers, round(s_t F) of the F filters pruned;
+* `thresholds="per_layer"` (Table 15.2): every pruned layer loses round(s_t N_l) of its own
+  weights (or filters) instead of one threshold for all;
+* `freeze_at` (Table 6.2, DPF + fine-tuning): from that step the mask stays and the gradient
+  reaches only the kept weights.
+Logged: sparsity per layer and overall, the mask entries that flipped at the last recompute, and
+delta_t = ||x - m x||^2 / ||x||^2 over the pruned layers (eq. 6.1).
 
 Learned masks (`learned`; ch. 7, eq. 7.1-7.2): pretrained weights W are frozen; each masked
 kernel gets real scores M ~ U[tau - s0, tau - s0 + 1) (tau = 1/2, so a fraction s0 = initial
@@ -42,6 +50,8 @@ from jaxdist.objectives.tasks import Task
 
 PyTree = Any
 PRUNING = ("dpf", "incremental", "one_shot")
+GRANULARITIES = ("weights", "filters")
+THRESHOLDS = ("global", "per_layer")
 THRESHOLD = 0.5  # tau of the learned masks
 
 
@@ -86,6 +96,26 @@ def magnitude_mask(params: PyTree, pruned: PyTree, sparsity) -> PyTree:
                       pruned)
 
 
+def filter_mask(params: PyTree, pruned: PyTree, sparsity) -> PyTree:
+  """Structured masks: whole output filters (slice [..., j]) with the smallest l2 norms, ranked
+  by one threshold across the pruned layers, round(sparsity * F) of the F filters pruned."""
+  def norms(x, p):
+    return jnp.sqrt(jnp.sum(jnp.square(x.astype(jnp.float32)), tuple(range(x.ndim - 1)))) if p \
+        else x
+  kept = magnitude_mask(jax.tree.map(norms, params, pruned), pruned, sparsity)
+  return jax.tree.map(lambda x, m, p: jnp.broadcast_to(m, x.shape) if p else m, params, kept,
+                      pruned)
+
+
+def layer_masks(params: PyTree, pruned: PyTree, sparsity, rule: Callable) -> PyTree:
+  """`rule` (magnitude_mask or filter_mask) applied to each pruned layer on its own."""
+  leaves, treedef = jax.tree.flatten(params)
+  flags = jax.tree.leaves(pruned)
+  masks = [rule([x], [True], sparsity)[0] if p else jnp.ones((), jnp.float32)
+           for x, p in zip(leaves, flags)]
+  return jax.tree.unflatten(treedef, masks)
+
+
 def cubic_sparsity(step, target: float, ramp_steps: int):
   """s_t = s (1 - (1 - t/T)^3) until T, then s (Zhu & Gupta; [Lin22] L4848)."""
   progress = jnp.minimum(step / max(ramp_steps, 1), 1.0)
@@ -110,17 +140,28 @@ class Pruning:
     recompute_every: steps between mask recomputations.
     ramp_steps: the step at which the target is reached (the thesis: the second decay).
     num_classes: outputs of the classifier, which is not pruned unless `prune_classifier`.
+    granularity: "weights" (unstructured) or "filters" (whole output filters, Table 15.3).
+    thresholds: "global" (one over all pruned layers) or "per_layer" (Table 15.2).
+    freeze_at: from this step the mask stays and only kept weights learn (DPF + fine-tuning,
+      Table 6.2); None: never.
   """
 
   def __init__(self, method: str, sparsity: float, recompute_every: int, ramp_steps: int,
-               num_classes: int, prune_classifier: bool = False):
+               num_classes: int, prune_classifier: bool = False, *,
+               granularity: str = "weights", thresholds: str = "global",
+               freeze_at: int | None = None):
     check_choice("method", method, PRUNING)
     check_fraction("sparsity", sparsity)
     check_at_least("recompute_every", recompute_every, 1, integer=True)
     check_at_least("ramp_steps", ramp_steps, 0, integer=True)
+    check_choice("granularity", granularity, GRANULARITIES)
+    check_choice("thresholds", thresholds, THRESHOLDS)
+    if freeze_at is not None:
+      check_at_least("freeze_at", freeze_at, 0, integer=True)
     self.method, self.sparsity, self.every = method, sparsity, recompute_every
     self.ramp_steps, self.num_classes = ramp_steps, num_classes
     self.prune_classifier = prune_classifier
+    self.granularity, self.thresholds, self.freeze_at = granularity, thresholds, freeze_at
 
   def wrap(self, model: Model, task: Task) -> tuple[Model, Task, Callable]:
     def init(rng):
@@ -135,8 +176,8 @@ class Pruning:
     def loss(params, state, batch, rng):
       step = _step(batch)
       masks = self._recompute(params, state["mask"], step)
-      value, (model_state, metrics) = task.loss(self._forward(params, masks.mask), state["model"],
-                                                batch, rng)
+      value, (model_state, metrics) = task.loss(self._forward(params, masks.mask, step),
+                                                state["model"], batch, rng)
       metrics = {**metrics, **self._metrics(params, masks, step)}
       return value, ({"model": model_state, "mask": masks}, metrics)
 
@@ -163,12 +204,18 @@ class Pruning:
       due = t == self.ramp_steps
     else:
       due = t % self.every == 0
+    if self.freeze_at is not None:
+      due = due & (t < self.freeze_at)
     # Incremental pruning ranks the pruned model: what was cut stays cut.
     source = params if self.method == "dpf" else _apply_mask(params, state.mask)
     pruned = prunable(params, self.num_classes, self.prune_classifier)
 
     def recompute(_):
-      mask = magnitude_mask(jax.lax.stop_gradient(source), pruned, self.schedule(t))
+      rule = filter_mask if self.granularity == "filters" else magnitude_mask
+      if self.thresholds == "per_layer":
+        mask = layer_masks(jax.lax.stop_gradient(source), pruned, self.schedule(t), rule)
+      else:
+        mask = rule(jax.lax.stop_gradient(source), pruned, self.schedule(t))
       flips = sum(jnp.sum(a != b) for a, b in zip(jax.tree.leaves(mask),
                                                    jax.tree.leaves(state.mask)))
       kept = [jnp.sum(m) for m, p in zip(jax.tree.leaves(mask), jax.tree.leaves(pruned)) if p]
@@ -176,10 +223,15 @@ class Pruning:
 
     return lax.cond(due, recompute, lambda _: state, None)
 
-  def _forward(self, params, masks):
-    if self.method == "dpf":  # value m * x, gradient to every x (the feedback)
-      return jax.tree.map(lambda x, m: x + jax.lax.stop_gradient(m * x - x), params, masks)
-    return _apply_mask(params, masks)
+  def _forward(self, params, masks, step):
+    if self.method != "dpf":
+      return _apply_mask(params, masks)
+    # value m * x; gradient to every x (the feedback), to the kept ones once frozen
+    frozen = False if self.freeze_at is None else step >= self.freeze_at
+    def leaf(x, m):
+      reach = jnp.where(frozen, m, 1.0).astype(x.dtype)
+      return reach * x + jax.lax.stop_gradient(m * x - reach * x)
+    return jax.tree.map(leaf, params, masks)
 
   def _metrics(self, params, state: MaskState, step) -> dict[str, jax.Array]:
     """Sparsity per pruned layer and overall, from the counts of the last recompute."""
@@ -190,6 +242,11 @@ class Pruning:
     out["masking/sparsity"] = 1.0 - jnp.sum(state.kept) / sum(x.size for _, x in named)
     out["masking/target"] = self.schedule(step)
     out["masking/flips"] = state.flips.astype(jnp.float32)
+    masks = [m for m, p in zip(jax.tree.leaves(state.mask), jax.tree.leaves(pruned)) if p]
+    square = lambda v: jnp.sum(jnp.square(v.astype(jnp.float32)))
+    dense = sum(square(x) for _, x in named)
+    out["masking/delta"] = sum(square(x - m * x) for (_, x), m in zip(named, masks)) / jnp.where(
+        dense > 0, dense, 1.0)
     out["masking/deployed_bits"] = _bits(params, pruned, state.kept)
     return out
 

@@ -1,6 +1,7 @@
 """The local SGD family: exact equivalences, locality of state, equal numbers on devices."""
 
 import functools
+import shutil
 
 import chex
 import flax.linen as nn
@@ -16,7 +17,13 @@ from helpers import assert_same as _same
 from helpers import linear_regression_loss as loss
 from jaxdist.algorithms.base import bits_per_model
 from jaxdist.algorithms.extrapolation import AdamDirection, FilterNoise, GradientNoise, PastGradient
-from jaxdist.algorithms.local_sgd import Hierarchical, LocalSGD, Periodic, PostLocal
+from jaxdist.algorithms.local_sgd import (
+  Hierarchical,
+  LocalSGD,
+  LocalStepsWarmup,
+  Periodic,
+  PostLocal,
+)
 from jaxdist.algorithms.local_sgd.sign import bits_per_sign_message
 from jaxdist.errors import ArgumentError
 
@@ -231,14 +238,40 @@ VARIANTS = {
 }
 
 
-@pytest.mark.parametrize("num_workers", [8, 16])
-@pytest.mark.parametrize("variant", VARIANTS)
+NEW_VARIANTS = {
+    "h_warmup": lambda tx: jaxdist.local_sgd(loss, tx, learning_rate=LR, local_steps=4,
+                                             warmup_steps=3),
+    "torch_averager": lambda tx: jaxdist.local_sgd(loss, tx, learning_rate=LR, local_steps=2,
+                                                   average_start=2, average_offset=1),
+    "post_local_grad_allreduce": lambda tx: jaxdist.post_local_sgd(
+        loss, tx, learning_rate=LR, switch_step=2, local_steps=3,
+        post_local_gradient_allreduce=True),
+    "hierarchical_switch": lambda tx: jaxdist.hierarchical_local_sgd(
+        loss, tx, learning_rate=LR, local_steps=2, block_steps=2, switch_step=2),
+    "sign_majority": lambda tx: jaxdist.sign_sgd(loss, tx, learning_rate=LR, local_steps=2,
+                                                 majority_vote=True),
+    "ef_sign_sgd": lambda tx: jaxdist.ef_sign_sgd(loss, tx, learning_rate=LR),
+    "nn_lamb_linf_trust_ratios": lambda tx: jaxdist.minibatch_sgd(
+        loss, functools.partial(jaxdist.optim.lamb, variant="nn_lamb", trust_norm="linf",
+                                weight_decay=1e-3), learning_rate=LR, log_trust_ratios=True),
+    "neelakantan": lambda tx: jaxdist.minibatch_sgd(
+        loss, jaxdist.optim.with_gradient_noise(tx, eta=1e-3), learning_rate=LR),
+    "lars_alg15": lambda tx: jaxdist.minibatch_sgd(
+        loss, functools.partial(jaxdist.optim.lars, lars_momentum="ema_normalized",
+                                weight_decay=1e-3), learning_rate=LR),
+}
+ON_NODES = ("hierarchical", "hierarchical_switch", "post_local_grad_allreduce")
+VARIANTS.update(NEW_VARIANTS)
+
+
+@pytest.mark.parametrize("variant, num_workers", [
+    (v, n) for v in VARIANTS for n in (8, 16) if n == 8 or v not in NEW_VARIANTS])
 def test_simulated_and_shard_map_give_the_same_numbers(variant, num_workers):
   # A sign is discontinuous: a rounding difference in a mean can flip the sign of a coordinate
   # near zero a few steps later, so the sign variants are compared over fewer steps.
   batches, params = regression_data(num_workers, steps=4 if "sign" in variant else 7)
   algorithm = VARIANTS[variant](sgd(weight_decay=1e-3))
-  grid = (4, num_workers // 4) if variant == "hierarchical" else None
+  grid = (4, num_workers // 4) if variant in ON_NODES else None
   results = [run_algorithm(algorithm, params, batches, grid=grid, backend=backend)
              for backend in ("simulated", "shard_map")]
   (sim, sim_metrics), (dist, dist_metrics) = results
@@ -311,3 +344,148 @@ def test_hierarchical_averaging_needs_a_grid_of_nodes():
   with pytest.raises(ArgumentError, match=r"schedule: Hierarchical averages at 2 levels, but "
                      r"the worker grid has 1 dimension"):
     run_algorithm(algorithm, params, batches)
+
+
+# -- variants of [Lin22] ch. 2 / App. 11 -----------------------------------------------------
+
+
+def test_local_steps_warmup_ramps_h_from_one():
+  """App. 11.2.5 / L2959: H = 1, 2, 4 in equal stages before H = 8 (exponential); 1, 2, 3 before
+  4 (linear); 1 before 4 (constant). Each stage ends with an average."""
+  t = jnp.arange(1, 21)
+  exponential = [1, 1, 1, 1, 0, 1, 0, 1, 0, 0, 0, 1] + [0] * 7 + [1]
+  np.testing.assert_array_equal(LocalStepsWarmup(8, 12, "exponential").level(t), exponential)
+  linear = [1, 1, 0, 1, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0]
+  np.testing.assert_array_equal(LocalStepsWarmup(4, 6, "linear").level(t), linear)
+  constant = [1, 1, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0]
+  np.testing.assert_array_equal(LocalStepsWarmup(4, 3, "constant").level(t), constant)
+  np.testing.assert_array_equal(LocalStepsWarmup(4, 0).level(t), Periodic(4).level(t))
+  with pytest.raises(ArgumentError, match=r"ramp: unknown value 'cubic'"):
+    LocalStepsWarmup(4, 8, "cubic")
+
+
+def test_periodic_offset_is_torchs_periodic_model_averager():
+  """torch.distributed.algorithms.model_averaging.averagers.PeriodicModelAverager(period,
+  warmup_steps), called after every optimizer step, averages at its call c (from 0) when
+  c >= warmup_steps and (c - warmup_steps) % period == 0: after steps warmup + 1, + period."""
+  t = np.arange(1, 30)
+  for period, warmup in ((3, 5), (4, 0), (1, 2)):
+    calls = t - 1
+    torch = (calls >= warmup) & ((calls - warmup) % period == 0)
+    np.testing.assert_array_equal(Periodic.torch(period, warmup).level(jnp.asarray(t)), torch)
+  np.testing.assert_array_equal(Periodic(3, start=2, offset=2).level(jnp.asarray(t[:10])),
+                                [0, 0, 0, 1, 0, 0, 1, 0, 0, 1])
+
+
+def test_post_local_gradient_allreduce_averages_gradients_within_nodes_after_the_switch():
+  """After the switch the gradients are averaged within each node every step: with plain SGD
+  that is hierarchical local SGD with H = 1 inside the node and H_b = H across (float64, exact);
+  with momentum the nodes' models and buffers stay identical inside the node."""
+  with jax.enable_x64(True):
+    batches, params = regression_data(8, steps=9, dtype=np.float64)
+    plain = sgd(momentum=0.0, weight_decay=1e-3)
+    post = jaxdist.post_local_sgd(loss, plain, learning_rate=LR, switch_step=3, local_steps=3,
+                                  post_local_gradient_allreduce=True)
+    hierarchical = jaxdist.hierarchical_local_sgd(loss, plain, learning_rate=LR, local_steps=1,
+                                                  block_steps=3, switch_step=3)
+    state, metrics = run_algorithm(post, params, batches, grid=(2, 4))
+    _same(state.params, run_algorithm(hierarchical, params, batches, grid=(2, 4))[0].params,
+          1e-13)
+    d = 64 * 6  # gradients every step, and models every 3 steps after the switch
+    assert list(metrics["comm/bits_sent"]) == [d] * 5 + [2 * d, d, d, 2 * d]
+    assert list(metrics["comm/rounds"]) == [1, 1, 1, 0, 0, 1, 0, 0, 1]
+    momentum = jaxdist.post_local_sgd(loss, sgd(), learning_rate=LR, switch_step=2, local_steps=4,
+                                      post_local_gradient_allreduce=True)
+    state, _ = run_algorithm(momentum, params, jax.tree.map(lambda b: b[:5], batches),
+                             grid=(2, 4))
+    for tree in (state.params["w"], _trace(state)["w"]):
+      tree = np.asarray(tree)
+      assert np.ptp(tree, axis=1).max() == 0 and np.ptp(tree, axis=0).max() > 1e-5
+  with pytest.raises(ArgumentError, match=r"post_local_gradient_allreduce: .* 1 dimension"):
+    run_algorithm(post, params, batches)
+
+
+def test_hierarchical_local_sgd_behind_a_warmup_switch():
+  """mini-batch SGD for switch_step steps (all-reduced gradients), then eq. 11.1."""
+  with jax.enable_x64(True):
+    batches, params = regression_data(8, steps=7, dtype=np.float64)
+    switched = jaxdist.hierarchical_local_sgd(loss, sgd(), learning_rate=LR, local_steps=2,
+                                              block_steps=2, switch_step=3)
+    first = jax.tree.map(lambda b: b[:3], batches)
+    minibatch = jaxdist.minibatch_sgd(loss, sgd(), learning_rate=LR)
+    _same(run_algorithm(switched, params, first, grid=(2, 4))[0].params,
+          run_algorithm(minibatch, params, first)[0].params, 1e-13)
+    state, metrics = run_algorithm(switched, params, batches, grid=(2, 4))
+    assert list(metrics["comm/rounds"]) == [1, 1, 1, 0, 0, 0, 1]
+    assert list(metrics["comm/bits_sent"]) == [384, 384, 384, 0, 384, 0, 384]  # float64
+    assert np.ptp(np.asarray(state.params["w"]).reshape(8, 5), axis=0).max() == 0
+
+
+def test_sign_compression_with_majority_vote():
+  """Table 11.10's other row: the model moves by the sign most workers sent, scaled by their
+  mean ||delta||_1 / d, instead of by the mean of the messages."""
+  with jax.enable_x64(True):
+    batches, params = regression_data(4, steps=2, dtype=np.float64)
+    vote = jaxdist.sign_sgd(loss, sgd(0.0), learning_rate=LR, local_steps=2, majority_vote=True)
+    before, _ = run_algorithm(vote, params, jax.tree.map(lambda b: b[:1], batches))
+    before = jax.tree.map(np.asarray, before)
+    grads = jax.tree.map(np.asarray, _grads(before.params, batches_at(batches, 1)))
+    local = jax.tree.map(lambda x, g: x - LR * np.sign(g), before.params, grads)
+    anchor = jax.tree.map(np.asarray, params)
+    delta = jax.tree.map(lambda a, x: a - x, anchor, local)
+    axes = lambda d: tuple(range(1, np.ndim(d)))
+    voted = jax.tree.map(lambda a, d: a - np.sign(np.sign(d).sum(0)) * np.mean(
+        np.abs(d), axis=axes(d)).mean(0), anchor, delta)
+    after, _ = run_algorithm(vote, params, batches)
+    _same(after.params, voted, 1e-12)
+    averaged = anchor["w"] - (np.sign(delta["w"]) * np.mean(np.abs(delta["w"]), 1, keepdims=True)
+                              ).mean(0)
+    assert np.abs(averaged - np.asarray(after.params["w"])).max() > 1e-4  # not the mean
+
+
+def test_centralized_ef_sign_sgd():
+  """Each step: p_k = lr g_k + e_k, message sign(p_k) ||p_k||_1/d, x <- x - mean_k(message),
+  e_k <- p_k - message. So x - mean(e) takes exactly the uncompressed SGD step."""
+  with jax.enable_x64(True):
+    batches, params = regression_data(4, steps=3, dtype=np.float64)
+    algorithm = jaxdist.ef_sign_sgd(loss, sgd(0.0, weight_decay=0.0), learning_rate=LR)
+    before, _ = run_algorithm(algorithm, params, jax.tree.map(lambda b: b[:2], batches))
+    after, metrics = run_algorithm(algorithm, params, batches)
+    before, after = jax.tree.map(np.asarray, before), jax.tree.map(np.asarray, after)
+    grads = jax.tree.map(np.asarray, _grads(before.params, batches_at(batches, 2)))
+    p = jax.tree.map(lambda g, e: LR * g + e, grads, before.averaging.error)
+    sent = jax.tree.map(lambda d: np.sign(d) * np.mean(np.abs(d), axis=tuple(
+        range(1, np.ndim(d))), keepdims=True), p)
+    _same(after.params, jax.tree.map(lambda x, s: x[0] - s.mean(0), before.params, sent), 1e-12)
+    _same(after.averaging.error, jax.tree.map(np.subtract, p, sent), 1e-12)
+    virtual = lambda s: jax.tree.map(lambda x, e: x[0] - e.mean(0), s.params, s.averaging.error)
+    _same(virtual(after), jax.tree.map(lambda v, g: v - LR * g.mean(0), virtual(before), grads),
+          1e-12)
+    assert list(metrics["comm/bits_sent"]) == [bits_per_sign_message(params)] * 3
+
+
+
+
+@pytest.mark.parametrize("variant", ["ef_sign_sgd", "neelakantan"])
+def test_new_variants_resume_bit_exactly(variant, tmp_path):
+  """Killed after the step-4 checkpoint and rerun: the same state as the unbroken run, for the
+  new states (the error memory of centralized EF-signSGD, the noise key). The other new variants
+  add none: their schedules are functions of the step, the rest is existing state."""
+  rng = np.random.default_rng(0)
+  arrays = {"x": rng.normal(size=(64, 5)).astype(np.float32)}
+  arrays["y"] = (arrays["x"] @ rng.normal(size=5)).astype(np.float32)
+  data = jaxdist.data.sampled(arrays, num_workers=8, batch_size=4)
+  grid = (2, 4) if variant in ON_NODES else (8,)
+  _, params = regression_data(1, steps=1)
+
+  def run(directory):
+    return jaxdist.train(NEW_VARIANTS[variant](sgd(weight_decay=1e-3)), params, data=data,
+                         num_steps=8, grid=grid, steps_per_chunk=4, checkpoint_dir=str(directory),
+                         checkpoint_every=4, progress=False)
+
+  unbroken = run(tmp_path / "unbroken")
+  run(tmp_path / "broken")
+  shutil.rmtree(tmp_path / "broken" / "8")
+  resumed = run(tmp_path / "broken")
+  assert resumed.started == 4
+  chex.assert_trees_all_equal(unbroken.state, resumed.state)

@@ -44,6 +44,6 @@ def test_unknown_variant_option_is_named():
 def test_a_misspelt_variant_is_refused_not_ignored():
   path = os.path.join(ROOT, "configs", "quickstart.py")
   with pytest.raises(ConfigError, match=r"--config ...:minibatchh: no such variant option "
-                     r"\(allowed: minibatch\)"):
+                     r"\(allowed: ef_sign, minibatch\)"):
     overrides.load(f"{path}:minibatchh")
   assert overrides.load(f"{path}:minibatch").algo.name == "minibatch_sgd"

@@ -13,6 +13,7 @@ import pytest
 
 from jaxdist.errors import ConfigError, UserError
 from jaxdist.experiment import Experiment, overrides, run, validate
+from jaxdist.experiment.config import default
 from jaxdist.training.checkpoint import Checkpoints
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -28,10 +29,7 @@ def _launch(*args, **popen):
 @pytest.mark.parametrize("args, message", [
     (["--config.algo.local_stepz=8"],
      "error: config.algo.local_stepz: no such field 'local_stepz' in config.algo (allowed: "
-     "block_steps, compress_bits, compress_fraction, compress_unbiased, compression, compressor, "
-     "consensus_step, consensus_target, control_phases, exact_phases, extrapolation, "
-     "extrapolation_scale, global_momentum, local_steps, max_gossip_rounds, measure_consensus, "
-     "name, qg_mu, qg_period, switch_epochs, switch_samples)"),
+     + ", ".join(sorted(default().algo)) + ")"),
     (["--config.algo.local_steps=two"],
      "error: config.algo.local_steps: cannot use 'two' (invalid literal for int() with base 10: "
      "'two') (allowed: a value of type int)"),
@@ -69,7 +67,7 @@ def _quickstart(*fields):
     ("algo.name", "fedavg", r"algo.name: unknown value 'fedavg' \(allowed: 'minibatch_sgd', "),
     ("workers.per_node", 3, r"workers.per_node: 3 does not divide workers.num_workers=8"),
     ("algo.compression", "top_k", r"algo.compression: unknown value 'top_k' \(allowed: 'none', "
-     r"'sign', 'ef_sign'\)"),
+     r"'sign', 'ef_sign', 'sign_majority'\)"),
     ("algo.local_steps", 0, r"algo.local_steps: must be >= 1, got 0"),
     ("algo.global_momentum", 1.5, r"algo.global_momentum: 1.5 is not a momentum"),
     ("algo.compressor", "topk", r"algo.compressor: unknown value 'topk'"),
@@ -82,8 +80,8 @@ def _quickstart(*fields):
     ("optim.b2", 1.5, r"optim.b2: 1.5 is not a decay rate"),
     ("model.hidden", (0,), r"model.hidden: must be >= 1, got 0"),
     ("masking.sparsity", 1.0, r"masking.sparsity: 1.0 is not in"),
-    ("optim.optimizer", "adagrad", r"optim.optimizer: unknown value 'adagrad' \(allowed: 'sgd', "
-     r"'adam', 'lars', 'lamb'\)"),
+    ("optim.optimizer", "rmsprop", r"optim.optimizer: unknown value 'rmsprop' \(allowed: 'sgd', "
+     r"'adam', 'lars', 'lamb', 'adamw', 'adagrad'\)"),
     ("optim.trust_clip", (2.0, 1.0), r"optim.trust_clip: \(2.0, 1.0\) is not a range"),
     ("checkpoint.every_steps", 75, r"checkpoint.every_steps: 75 is not a multiple of "
      r"train.log_every \(50\) \(allowed: 0 or multiples of 50\)"),

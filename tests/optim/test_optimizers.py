@@ -1,15 +1,26 @@
 """The large-batch recipe: scaled learning rate, warmup and decays counted in samples, Nesterov."""
 
+import inspect
+import pathlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
+import jaxdist
+from helpers import linear_regression_loss, regression_data, run_algorithm
 from jaxdist.errors import ArgumentError, ConfigError
-from jaxdist.experiment import build
+from jaxdist.experiment import build, overrides
 from jaxdist.experiment.config import default
 from jaxdist.optim import optimizers, presets, schedules
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def _config(argument):
+  return overrides.load(str(ROOT / "configs" / argument))
 
 
 def _optim(**fields):
@@ -163,7 +174,7 @@ def test_lars_thesis_form_by_hand():
   w = jnp.array([[3.0, 4.0]])  # ||w|| = 5
   g = jnp.array([[0.3, 0.0]])  # ||g|| = 0.3
   params, grads = {"kernel": w, "bias": jnp.array([1.0])}, {"kernel": g, "bias": jnp.array([2.0])}
-  config = _optim(optimizer="lars", weight_decay=0.1, trust_coefficient=0.01, eps=0.0,
+  config = _optim(optimizer="lars", weight_decay=0.1, trust_coefficient=0.01, nesterov=False,
                   lars_momentum="lr_outside", trust_clip=(0.0, 0.05), grad_clip_value=0.5)
   tx = _optimizer(config, optax.constant_schedule(2.0))
   updates, state = tx.update(grads, tx.init(params), params)
@@ -175,12 +186,51 @@ def test_lars_thesis_form_by_hand():
   np.testing.assert_allclose(updates["kernel"], -2.0 * ratio * 1.9 * d, rtol=1e-6)
   # The optax denominator ||g + wd*w|| gives a different step.
   other = _optimizer(_optim(optimizer="lars", weight_decay=0.1, trust_coefficient=0.01,
-                                   eps=0.0, trust_denominator="norm_of_sum", momentum=0.0),
+                                   trust_denominator="norm_of_sum", momentum=0.0),
                             optax.constant_schedule(2.0))
   other_updates, _ = other.update(grads, other.init(params), params)
   ratio_optax = 0.01 * 5.0 / float(jnp.linalg.norm(g + 0.1 * w))
   np.testing.assert_allclose(other_updates["kernel"], -2.0 * ratio_optax * (g + 0.1 * w),
                              rtol=1e-6)
+
+
+@pytest.mark.parametrize("lars_momentum", ["lr_inside", "lr_outside"])
+def test_lars_keeps_nesterov_with_the_thesis_denominator_and_weight_decay(lars_momentum):
+  """nesterov=True is Nesterov in both placements of the rate, also where optax.lars is not used
+  (||g|| + wd ||w|| with wd > 0): w -= m a + lr r d, or lr r (m a + d), a the new buffer."""
+  w, g = jnp.array([[3.0, 4.0]]), jnp.array([[0.3, 0.0]])
+  params, grads = {"kernel": w}, {"kernel": g}
+  config = _optim(optimizer="lars", weight_decay=0.1, trust_coefficient=0.01, momentum=0.9,
+                  nesterov=True, lars_momentum=lars_momentum)
+  tx = _optimizer(config, optax.constant_schedule(2.0))
+  ratio, d = 0.01 * 5.0 / (0.3 + 0.1 * 5.0), np.asarray(g + 0.1 * w)
+  state = tx.init(params)
+  for a in (d, 1.9 * d):  # the buffer after steps 1 and 2 (in units of lr * ratio)
+    updates, state = tx.update(grads, state, params)
+    np.testing.assert_allclose(updates["kernel"], -2.0 * ratio * (0.9 * a + d), rtol=1e-6)
+  # The EXTRAP config (Nesterov + LARS, [Lin22] ch. 3) trains Nesterov LARS.
+  extrap = _config("extrap/cifar10_resnet20.py").optim
+  assert extrap.optimizer == "lars" and extrap.nesterov and extrap.weight_decay > 0
+  tx = _optimizer(extrap, optax.constant_schedule(1.0))
+  heavy_ball = _optimizer(_optim(**{**extrap.to_dict(), "nesterov": False}),
+                          optax.constant_schedule(1.0))
+  first = tx.update(grads, tx.init(params), params)[0]["kernel"]
+  plain = heavy_ball.update(grads, heavy_ball.init(params), params)[0]["kernel"]
+  np.testing.assert_allclose(first, 1.9 * plain, rtol=1e-6)
+
+
+def test_lars_trust_ratio_epsilon_defaults_follow_the_sources():
+  """[You20] ch. 5 prints no epsilon (library and config default 0, as optax.lars); the
+  reference code's 1e-5 is in the ch. 5 preset and config. Adam's eps does not reach LARS."""
+  assert inspect.signature(optimizers.lars).parameters["eps"].default == 0.0
+  assert default().optim.trust_eps == 0.0
+  w, g = jnp.array([[3.0, 4.0]]), jnp.array([[0.3, 0.0]])
+  config = _optim(optimizer="lars", weight_decay=0.0, momentum=0.0, eps=0.5)  # Adam's eps
+  tx = _optimizer(config, optax.constant_schedule(1.0))
+  updates = tx.update({"kernel": g}, tx.init({"kernel": w}), {"kernel": w})[0]
+  np.testing.assert_allclose(updates["kernel"], -0.001 * 5.0 / 0.3 * g, rtol=1e-6)
+  assert _config("large_batch/cifar10_resnet20.py:optimizer=lars"
+                      ).optim.trust_eps == 1e-5
 
 
 def test_lars_zero_norm_leaf_gets_ratio_one():
@@ -217,13 +267,14 @@ def test_lamb_agrees_with_optax_and_its_variants_by_hand():
                              rtol=1e-5)
 
 
-@pytest.mark.parametrize("optimizer", ["lars", "lamb"])
-def test_trust_ratio_norms_combine_across_shards(optimizer):
+@pytest.mark.parametrize("optimizer, norm", [("lars", "l2"), ("lamb", "l2"), ("lars", "l1"),
+                                             ("lamb", "linf")])
+def test_trust_ratio_norms_combine_across_shards(optimizer, norm):
   """A tensor split over 8 devices gets the trust ratio of the whole tensor."""
   params, grads = _problem(steps=1)
   params = {"kernel": jnp.tile(params["kernel"], (4, 1))}  # [24, 4]: 3 rows per device
   grads = [{"kernel": jnp.tile(grads[0]["kernel"], (4, 1))}]
-  config = _optim(optimizer=optimizer, weight_decay=0.01)
+  config = _optim(optimizer=optimizer, weight_decay=0.01, trust_norm=norm)
   whole = _run(_optimizer(config, optax.constant_schedule(0.1)), params, grads)[0]
   mesh = jax.sharding.Mesh(np.array(jax.devices()), ("shards",))
   tx = _optimizer(config, optax.constant_schedule(0.1), norm_axes=("shards",))
@@ -269,3 +320,107 @@ def test_presets_are_the_thesis_recipes():
     tx = recipe["optimizer"](recipe["learning_rate"])
     updates, _ = tx.update(grads, tx.init(params), params)
     assert all(np.isfinite(np.asarray(u)).all() for u in jax.tree.leaves(updates))
+
+
+def test_lars_alg15_normalises_the_ema_momentum():
+  """[You20] ch. 6 Alg. 15: m = b1 m + (1 - b1)(g + wd x), x -= lr phi(||x||) m / ||m||; with
+  phi(z) = z every step has norm lr ||x|| (C1a), phi clipped to `trust_clip` caps it."""
+  params, grads = _problem(steps=2)
+  config = _optim(optimizer="lars", lars_momentum="ema_normalized", momentum=0.8,
+                  weight_decay=0.01, adapt_norm_and_bias=True, decay_norm_and_bias=True)
+  updates = _run(_optimizer(config, optax.constant_schedule(0.1)), params, grads)
+  x = {k: np.asarray(v, np.float64) for k, v in params.items()}
+  m = {k: np.zeros_like(v) for k, v in x.items()}
+  for step, g in enumerate(grads):
+    for k in x:
+      m[k] = 0.8 * m[k] + 0.2 * (np.asarray(g[k]) + 0.01 * x[k])
+      expected = -0.1 * np.linalg.norm(x[k]) / np.linalg.norm(m[k]) * m[k]
+      np.testing.assert_allclose(updates[step][k], expected, rtol=2e-5)
+      assert np.linalg.norm(updates[step][k]) == pytest.approx(0.1 * np.linalg.norm(x[k]),
+                                                                rel=1e-5)
+      x[k] = x[k] + np.asarray(updates[step][k])
+  capped = _optimizer(_optim(**{**config.to_dict(), "trust_clip": (0.0, 0.5)}),
+                      optax.constant_schedule(0.1))
+  update = _run(capped, params, grads[:1])[0]["kernel"]
+  assert np.linalg.norm(update) == pytest.approx(0.1 * 0.5, rel=1e-5)
+
+
+def test_trust_ratio_in_l1_and_linf_norms():
+  """ch. 6 Fig. 6.4: the trust ratio's norms L1 or L-infinity instead of L2."""
+  w, g = jnp.array([[3.0, -4.0]]), jnp.array([[0.3, 0.1]])
+  params, grads = {"kernel": w}, {"kernel": g}
+  for norm, of in (("l1", lambda v: np.abs(v).sum()), ("linf", lambda v: np.abs(v).max())):
+    lars = _optimizer(_optim(optimizer="lars", weight_decay=0.1, momentum=0.0, nesterov=False,
+                             trust_norm=norm), optax.constant_schedule(1.0))
+    update = lars.update(grads, lars.init(params), params)[0]["kernel"]
+    ratio = 0.001 * of(w) / (of(g) + 0.1 * of(w))
+    np.testing.assert_allclose(update, -ratio * (g + 0.1 * w), rtol=1e-6)
+    lamb = _optimizer(_optim(optimizer="lamb", weight_decay=0.0, trust_norm=norm, b1=0.0,
+                             b2=0.0, eps=0.0), optax.constant_schedule(1.0))
+    update = lamb.update(grads, lamb.init(params), params)[0]["kernel"]  # r = sign(g)
+    np.testing.assert_allclose(update, -of(w) / of(np.sign(g)) * np.sign(g), rtol=1e-6)
+
+
+@pytest.mark.parametrize("variant", ["n_lamb", "nn_lamb"])
+def test_n_lamb_and_nn_lamb_by_hand(variant):
+  """Alg. 17 / 18 with constant beta_i^t: Nesterov's momentum on the first moment (and on the
+  second), epsilon inside the square root as printed."""
+  params, grads = _problem(steps=3)
+  b1, b2, eps, wd = 0.975, 0.999, 1e-8, 0.01
+  config = _optim(optimizer="lamb", lamb_variant=variant, b1=b1, b2=b2, eps=eps,
+                  eps_inside_sqrt=True, weight_decay=wd, adapt_norm_and_bias=True)
+  updates = _run(_optimizer(config, optax.constant_schedule(0.01)), params, grads)
+  x = np.asarray(params["kernel"], np.float64)
+  m = v = np.zeros_like(x)
+  for t, g in enumerate((np.asarray(g["kernel"], np.float64) for g in grads), start=1):
+    m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g**2
+    m_hat = b1 * m / (1 - b1**(t + 1)) + (1 - b1) * g / (1 - b1**t)
+    v_hat = b2 * v / (1 - b2**(t + 1)) + ((1 - b2) * g**2 / (1 - b2**t)
+                                          if variant == "nn_lamb" else 0)
+    u = m_hat / np.sqrt(v_hat + eps) + wd * x
+    expected = -0.01 * np.linalg.norm(x) / np.linalg.norm(u) * u
+    np.testing.assert_allclose(updates[t - 1]["kernel"], expected, rtol=1e-4)
+    x = x + np.asarray(updates[t - 1]["kernel"])
+
+
+def test_adamw_and_adagrad_baselines():
+  params, grads = _problem(steps=3)
+  lr = optax.constant_schedule(0.01)
+  adamw = _optimizer(_optim(optimizer="adamw", weight_decay=0.1, eps=1e-8), lr)
+  reference = optax.adamw(lr, eps=1e-8, weight_decay=0.1, mask=optimizers.is_weight_matrix)
+  for a, b in zip(_run(adamw, params, grads), _run(reference, params, grads)):
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-6), a, b)
+  adagrad = _optimizer(_optim(optimizer="adagrad", weight_decay=0.0, eps=1e-7,
+                              initial_accumulator=0.1), lr)
+  first = _run(adagrad, params, grads[:1])[0]
+  g = np.asarray(grads[0]["kernel"])
+  np.testing.assert_allclose(first["kernel"], -0.01 * g / np.sqrt(0.1 + g**2 + 1e-7),
+                             rtol=1e-4)
+
+
+def test_trust_ratios_are_logged_per_tensor():
+  """[You20] Table 5.6: ||w|| / ||g|| of every tensor, from the averaged gradient."""
+  batches, params = regression_data(4, steps=1)
+  algorithm = jaxdist.minibatch_sgd(linear_regression_loss, learning_rate=0.05,
+                                    log_trust_ratios=True)
+  _, metrics = run_algorithm(algorithm, params, batches)
+  grad = jax.grad(lambda p, b: linear_regression_loss(p, {}, b, None)[0])
+  mean = jax.tree.map(lambda g: np.asarray(g).mean(0), jax.vmap(grad, (None, 0))(
+      params, jax.tree.map(lambda b: b[0], batches)))
+  for name in ("w", "b"):
+    expected = np.linalg.norm(params[name]) / np.linalg.norm(mean[name])
+    assert float(metrics[f"trust_ratio/{name}"][0]) == pytest.approx(expected, rel=1e-5)
+
+
+def test_neelakantan_gradient_noise_has_the_decaying_variance():
+  """[Lin22] Table 11.9's baseline: g + N(0, eta / (1 + t)^gamma), before the optimizer."""
+  config = _optim(optimizer="sgd", momentum=0.0, weight_decay=0.0, gradient_noise_eta=0.01,
+                  gradient_noise_gamma=1.0)
+  params = {"kernel": jnp.zeros((200, 100))}
+  updates = _run(_optimizer(config, optax.constant_schedule(1.0)), params,
+                 [jax.tree.map(jnp.zeros_like, params)] * 4)
+  for t, update in enumerate(updates):
+    assert float(jnp.var(update["kernel"])) == pytest.approx(0.01 / (1 + t), rel=0.05)
+  assert float(jnp.abs(updates[0]["kernel"] - updates[1]["kernel"]).max()) > 0
+  with pytest.raises(ConfigError, match=r"optim.gradient_noise_eta: must be >= 0"):
+    build.optimizer(_optim(gradient_noise_eta=-1.0))

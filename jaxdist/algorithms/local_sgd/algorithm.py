@@ -2,7 +2,8 @@
 
 * the local step: the optimizer on this worker's gradient (taken at an extrapolated point if
   asked, Alg. 12), optionally averaged over all workers first (`minibatch_steps`: the mini-batch
-  phase of post-local SGD, Alg. 8);
+  phase of post-local SGD, Alg. 8), and after that phase, with `subgroup_gradients`, averaged
+  within the node (the innermost grid dimension; PyTorch's `post_local_gradient_allreduce`);
 * when to average: a schedule (`Periodic`, `Hierarchical`, `PostLocal`);
 * what the global average is: an averaging rule (`ModelAverage`, `GlobalMomentum`,
   `SignAveraging`).
@@ -56,12 +57,14 @@ class LocalSGD:
     minibatch_steps: steps at the start whose gradients are averaged over all workers
       (post-local SGD's mini-batch phase); 0 for none.
     extrapolation: where the gradients are taken; None: at the worker's model.
+    subgroup_gradients: after `minibatch_steps`, average the gradients within the node every
+      step (a grid of (nodes, workers per node)).
   """
 
   def __init__(self, loss_fn: base.LossFn, optimizer: base.Optimizer,
                learning_rate: base.LearningRate = None, *,
                schedule=None, averaging: Averaging | None = None, minibatch_steps: int = 0,
-               extrapolation: Extrapolation | None = None):
+               extrapolation: Extrapolation | None = None, subgroup_gradients: bool = False):
     base.check_loss(loss_fn)
     check_extrapolation(extrapolation)
     schedule = Periodic(4) if schedule is None else schedule
@@ -80,6 +83,7 @@ class LocalSGD:
                                                          " and ".join(needs) or None)
     self.loss_fn, self.schedule, self.averaging = loss_fn, schedule, averaging
     self.minibatch_steps, self.extrapolation = int(minibatch_steps), extrapolation
+    self.subgroup_gradients = bool(subgroup_gradients)
 
   def init(self, params, model_state, rng) -> LocalSGDState:
     opt_state = self.tx.init(params)
@@ -94,13 +98,19 @@ class LocalSGD:
                           f"{self.schedule.num_levels} levels, but the worker grid has "
                           f"{len(dims)} dimension(s) {tuple(dims)}",
                           "a grid of (nodes, workers per node) for hierarchical averaging")
+    if self.subgroup_gradients and len(dims) < 2:
+      raise ArgumentError("post_local_gradient_allreduce", "gradients are averaged within the "
+                          f"node, but the worker grid has {len(dims)} dimension(s) {tuple(dims)}",
+                          "a grid of (nodes, workers per node)")
     point, rng = gradient_point(self.extrapolation, state, self.learning_rate, rng)
     local_grads, model_state, metrics = base.gradients(self.loss_fn, point, state.model_state,
                                                        batch, rng)
     minibatch_phase = state.step < self.minibatch_steps
     grads = local_grads
-    if self.minibatch_steps:
-      grads = lax.cond(minibatch_phase, collectives.mean, lambda g: g, grads)
+    if self.minibatch_steps or self.subgroup_gradients:
+      after = ((lambda g: collectives.mean(g, dims[-1:])) if self.subgroup_gradients else
+               (lambda g: g))
+      grads = lax.cond(minibatch_phase, collectives.mean, after, grads)
     _, opt_state, params = base.local_update(self.tx, grads, state.opt_state, state.params)
     extrapolation = (self.extrapolation.record(state.extrapolation, local_grads)
                      if self.extrapolation else None)
@@ -117,9 +127,9 @@ class LocalSGD:
     state = lax.switch(level, branches, state)
 
     d = base.bits_per_model(params)
-    grad_bits = jnp.where(minibatch_phase, d, 0) if self.minibatch_steps else 0
+    grad_bits = jnp.where(minibatch_phase, d, d if self.subgroup_gradients else 0)
     bits = jnp.where(level == top, self.averaging.message_bits(params),
-                     jnp.where(level > 0, d, grad_bits))
+                     jnp.where(level > 0, d, 0)) + grad_bits
     rounds = (level == top) | (minibatch_phase & (self.minibatch_steps > 0))
     return state, {**metrics, "comm/bits_sent": bits.astype(jnp.float32),
                    "comm/rounds": rounds.astype(jnp.float32)}

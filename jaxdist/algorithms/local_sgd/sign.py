@@ -6,6 +6,12 @@
   delta = anchor - x_k (+ e_k with error feedback); the new model is anchor - mean_k(s p), and
   the error memory keeps e_k = delta - s p (Alg. 10 line 13 misprints it as e - s p). d bits
   plus one fp32 per tensor.
+* `majority_vote=True` (Table 11.10's other row, Bernstein et al.'s signSGD): the new model is
+  anchor - mean_k(p_k) * sign(sum_k s_k), the sign the majority of workers sent (0 on a tie),
+  scaled by the mean scale; the reply is again d bits and one float.
+* Without the sign steps, `SignAveraging(error_feedback=True)` after every step is the
+  centralized EF-signSGD baseline (Karimireddy et al. 2019 with K workers, [Lin22] Table 4.1's
+  "EF-signSGD centralized"): each worker compresses its own update plus its error.
 """
 
 from __future__ import annotations
@@ -58,8 +64,8 @@ class SignState:
 class SignAveraging(Averaging):
   """anchor - mean_k(sign(delta_k) ||delta_k||_1 / d), with error feedback if asked (Alg. 10)."""
 
-  def __init__(self, error_feedback: bool = False):
-    self.error_feedback = error_feedback
+  def __init__(self, error_feedback: bool = False, majority_vote: bool = False):
+    self.error_feedback, self.majority_vote = error_feedback, majority_vote
 
   def init(self, params):
     error = otu.tree_zeros_like(params) if self.error_feedback else None
@@ -70,9 +76,16 @@ class SignAveraging(Averaging):
     if self.error_feedback:
       delta = otu.tree_add(delta, state.error)
     sent = sign_compress(delta)
-    params = otu.tree_sub(state.anchor, collectives.mean(sent))
+    params = otu.tree_sub(state.anchor, self._combine(delta, sent))
     error = otu.tree_sub(delta, sent) if self.error_feedback else None
     return params, SignState(params, error)
+
+  def _combine(self, delta, sent):
+    if not self.majority_vote:
+      return collectives.mean(sent)
+    signs, scales = collectives.mean((jax.tree.map(jnp.sign, delta),
+                                      jax.tree.map(lambda x: jnp.mean(jnp.abs(x)), delta)))
+    return jax.tree.map(lambda s, p: jnp.sign(s) * p, signs, scales)
 
   def message_bits(self, params):
     return bits_per_sign_message(params)
