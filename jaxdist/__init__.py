@@ -20,6 +20,7 @@ from jaxdist.algorithms.decentralized import (
     d2_plus,
     dsgd,
     gradient_tracking,
+    qg_dadam,
     qg_dsgdm,
 )
 from jaxdist.algorithms.local_sgd import hierarchical_local_sgd, local_sgd, post_local_sgd, sign_sgd
@@ -39,6 +40,6 @@ __all__ = [
     "Simulated", "UserError", "algorithms", "choco_sgd", "classification", "collectives",
     "communication", "compression", "core", "d2", "d2_plus", "data", "dsgd", "errors",
     "extrapolation", "gradient_tracking", "hierarchical_local_sgd", "local_sgd", "minibatch_sgd",
-    "models", "objectives", "optim", "per_worker", "post_local_sgd", "qg_dsgdm", "shared",
-    "sign_sgd", "state_class", "topology", "train", "training",
+    "models", "objectives", "optim", "per_worker", "post_local_sgd", "qg_dadam", "qg_dsgdm",
+    "shared", "sign_sgd", "state_class", "topology", "train", "training",
 ]

@@ -11,7 +11,7 @@ the expected matrix E[W]. Graphs come from networkx generators; `make(name, n)` 
 name.
 
     jaxdist.topology.ring(16), torus(16), complete(8), exponential(16), one_peer_exponential(16),
-    bipartite_exponential(16), random_matching(16), social()
+    bipartite_exponential(16), random_matching(16), social(), disconnected(16)
 """
 
 from __future__ import annotations
@@ -194,6 +194,12 @@ def bipartite_exponential(n: int) -> Topology:
   return Topology("bipartite_exponential", n, tuple(_bipartite_matchings(n)) or (np.eye(n),))
 
 
+def disconnected(n: int) -> Topology:
+  """No edges, W = I: every worker trains alone (the floor of Table 4.1-style comparisons)."""
+  _check_size(n)
+  return Topology("disconnected", n, (np.eye(n),))
+
+
 def random_matching(n: int) -> Topology:
   """A new random perfect matching every round, w = 1/2 with the partner."""
   _check_size(n)
@@ -213,7 +219,7 @@ def social(n: int = SOCIAL_SIZE) -> Topology:
 _BY_NAME = {"ring": ring, "torus": torus, "complete": complete, "exponential": exponential,
             "one_peer_exponential": one_peer_exponential,
             "bipartite_exponential": bipartite_exponential, "random_matching": random_matching,
-            "social": social}
+            "social": social, "disconnected": disconnected}
 TOPOLOGIES = tuple(_BY_NAME)
 
 

@@ -54,7 +54,10 @@ ALGO_FIELDS = {
     "global_momentum": "algo.global_momentum", "switch_step": "algo.switch_samples",
     "scale": "algo.extrapolation_scale", "extrapolation": "algo.extrapolation",
     "qg_mu": "algo.qg_mu", "qg_period": "algo.qg_period",
-    "consensus_step": "algo.consensus_step", "consensus_target": "algo.consensus_target",
+    "consensus_step": "algo.consensus_step", "order": "algo.choco_order",
+    "public_init": "algo.public_init", "form": "algo.choco_form",
+    "index_bits": "algo.index_bits", "b1": "optim.b1", "b2": "optim.b2", "eps": "optim.eps",
+    "consensus_target": "algo.consensus_target",
     "max_gossip_rounds": "algo.max_gossip_rounds", "control_phases": "algo.control_phases",
     "exact_phases": "algo.exact_phases", "compressor": "algo.compressor",
     "fraction": "algo.compress_fraction", "bits": "algo.compress_bits",
@@ -236,7 +239,10 @@ def _check_unused_fields(config) -> None:
     graph = topology.ring(config.workers.num_workers)
     jaxdist.qg_dsgdm(_stand_in_loss, learning_rate=schedule, topology=graph, qg_mu=algo.qg_mu,
                      qg_period=algo.qg_period)  # topology.exchange: checked by algorithm()
-    ChocoGossip(Gossip(graph), compression.Sign(), algo.consensus_step)
+    ChocoGossip(Gossip(graph), compression.Sign(), algo.consensus_step, algo.public_init)
+    jaxdist.choco_sgd(_stand_in_loss, learning_rate=schedule, topology=graph,
+                      compressor=compression.Sign(), consensus_step=0.1, order=algo.choco_order,
+                      form=algo.choco_form)
     ConsensusControl(algo.consensus_target, phase_steps=_stand_in_phases(config),
                      control_phases=tuple(algo.control_phases),
                      exact_phases=tuple(algo.exact_phases), max_rounds=algo.max_gossip_rounds)
@@ -355,7 +361,7 @@ def compressor(algo) -> compression.Compressor:
     if name == "identity":
       return compression.Identity()
     if name == "top_k":
-      return compression.TopK(algo.compress_fraction)
+      return compression.TopK(algo.compress_fraction, index_bits=algo.index_bits or None)
     if name == "random_k":
       return compression.RandomK(algo.compress_fraction, unbiased=unbiased)
     if name == "sign":
@@ -397,7 +403,9 @@ def algorithm(config, loss_fn, schedule: optax.Schedule, *, phase_steps: tuple[i
                          measure_consensus=algo.measure_consensus, **common)
     if name == "choco_sgd":
       return jaxdist.choco_sgd(loss_fn, tx, compressor=compressor(algo),
-                                  consensus_step=algo.consensus_step, **decentralized)
+                               consensus_step=algo.consensus_step, order=algo.choco_order,
+                               public_init=algo.public_init, form=algo.choco_form,
+                               **decentralized)
     if name in ("d2", "d2_plus"):
       return getattr(jaxdist, name)(loss_fn, tx, **decentralized)
     if name == "gradient_tracking":
@@ -411,6 +419,11 @@ def algorithm(config, loss_fn, schedule: optax.Schedule, *, phase_steps: tuple[i
     if name == "dsgd":
       return jaxdist.dsgd(loss_fn, tx, consensus_control=control, seed=config.seed,
                              **decentralized)
+    if config.optim.optimizer == "adam":  # QG-DAdam, Alg. 19's Adam
+      optim = config.optim
+      return jaxdist.qg_dadam(loss_fn, b1=optim.b1, b2=optim.b2, eps=optim.eps,
+                              weight_decay=optim.weight_decay, qg_period=algo.qg_period,
+                              consensus_control=control, seed=config.seed, **decentralized)
     return jaxdist.qg_dsgdm(loss_fn, tx, qg_mu=algo.qg_mu, qg_period=algo.qg_period,
                                adam_betas=(config.optim.b1, config.optim.b2),
                                consensus_control=control, seed=config.seed, **decentralized)

@@ -41,6 +41,10 @@ def default() -> ml_collections.ConfigDict:
       compress_bits=4,  # choco_sgd: b for qsgd
       compress_unbiased=False,  # unbiased random_k / qsgd (not for CHOCO)
       consensus_step=0.45,  # choco_sgd: gamma (tune per compressor, [Lin22] Table 13.1)
+      choco_order="gossip_first",  # choco_sgd: gossip_first (Alg. 2) | step_first (Koloskova)
+      public_init="zero",  # choco_sgd: public copies start at zero (L1084) | x0
+      choco_form="public_copies",  # choco_sgd: public_copies (Alg. 2) | error_feedback (Alg. 15)
+      index_bits=0,  # top_k: bits an index costs; 0 = ceil(log2 d), or 32
       measure_consensus=True,  # decentralized: consensus distance every step (an all-reduce)
       consensus_target=0.0,  # dsgd, qg_dsgdm: gossip until Xi <= target; 0 = no control
       control_phases=(),  # learning-rate phases (0, 1, ...) under control; empty = all

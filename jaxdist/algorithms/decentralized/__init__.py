@@ -4,6 +4,8 @@ all-reducing. Constructors from plain arguments; the classes compose further.
 
 from __future__ import annotations
 
+import functools
+
 import optax
 
 from jaxdist.algorithms.base import LearningRate, LossFn, Optimizer
@@ -13,7 +15,7 @@ from jaxdist.algorithms.decentralized.consensus_control import ConsensusControl
 from jaxdist.algorithms.decentralized.d2 import D2, D2State
 from jaxdist.algorithms.decentralized.dsgd import DSGD, GossipOnce
 from jaxdist.algorithms.decentralized.gradient_tracking import GradientTracking, TrackingState
-from jaxdist.algorithms.decentralized.quasi_global import QGDSGDm
+from jaxdist.algorithms.decentralized.quasi_global import QGDSGDm, qg_adam
 from jaxdist.communication.compression import Compressor
 from jaxdist.communication.topology import Topology
 
@@ -39,6 +41,8 @@ __all__ = [
   "d2_plus",
   "dsgd",
   "gradient_tracking",
+  "qg_adam",
+  "qg_dadam",
   "qg_dsgdm",
   "quasi_global",
 ]
@@ -73,7 +77,8 @@ def qg_dsgdm(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *,
              consensus_control: ConsensusControl | None = None, seed: int = 0) -> QGDSGDm:
   """QG-DSGDm (Alg. 6): D-SGD whose momentum buffer is rebuilt from the model difference after
   gossip. The optimizer must have a momentum buffer (SGD with momentum > 0, or Adam for
-  QG-DAdam, whose `adam_betas` rebuild both moments).
+  QG-DAdam, `quasi_global.qg_adam` of Alg. 19, whose `adam_betas` rebuild both moments; see
+  `qg_dadam`).
 
   Args:
     qg_mu: mu of the quasi-global buffer.
@@ -83,6 +88,26 @@ def qg_dsgdm(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *,
   return QGDSGDm(loss_fn, optimizer, learning_rate, topology=topology, exchange=exchange,
                  measure_consensus=measure_consensus, communication=consensus_control,
                  seed=seed, qg_mu=qg_mu, qg_period=qg_period, adam_betas=adam_betas)
+
+
+def qg_dadam(loss_fn: LossFn, *, learning_rate: LearningRate, topology: Topology,
+             b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, weight_decay: float = 0.0,
+             qg_period: int = 1, exchange: str = "auto", measure_consensus: bool = True,
+             consensus_control: ConsensusControl | None = None, seed: int = 0) -> QGDSGDm:
+  """QG-DAdam (Alg. 19): Adam without bias correction, epsilon inside the square root, whose
+  moments are rebuilt after gossip from the normalised model difference.
+
+  Args:
+    b1, b2: decay rates of the moments (also of their rebuild, lines 10-11).
+    eps: added to v inside the square root (line 6).
+    weight_decay: L2 decay added to the gradient.
+    (the others as for `qg_dsgdm`)
+  """
+  optimizer = functools.partial(qg_adam, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)
+  return qg_dsgdm(loss_fn, optimizer, learning_rate=learning_rate, topology=topology,
+                  qg_period=qg_period, adam_betas=(b1, b2), exchange=exchange,
+                  measure_consensus=measure_consensus, consensus_control=consensus_control,
+                  seed=seed)
 
 
 def d2(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *, learning_rate: LearningRate = None,
@@ -113,15 +138,22 @@ def gradient_tracking(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *,
 def choco_sgd(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *,
               learning_rate: LearningRate = None,
               topology: Topology, compressor: Compressor, consensus_step: float,
-              exchange: str = "auto", measure_consensus: bool = True) -> ChocoSGD:
-  """CHOCO-SGD (Alg. 2/3): the local step, then one CHOCO-Gossip round with compressed
-  differences to the public copies.
+              order: str = "gossip_first", public_init: str = "zero",
+              form: str = "public_copies", exchange: str = "auto",
+              measure_consensus: bool = True) -> ChocoSGD:
+  """CHOCO-SGD (Alg. 2/3): one CHOCO-Gossip round of compressed differences to the public
+  copies and the local step.
 
   Args:
     compressor: a contractive compressor, e.g. `jaxdist.compression.TopK(0.01)`.
     consensus_step: gamma; tune it per compressor (Table 13.1: 0.45 for sign, 0.0375 top-1%).
+    order: `gossip_first` (Alg. 2: gossip and compress x^(t), then the gradient step at it) or
+      `step_first` (Koloskova et al. 2019: the gradient step, then gossip).
+    public_init: where the public copies start, `zero` (L1084) or `x0`.
+    form: `public_copies` (Alg. 2) or `error_feedback` (Alg. 15, the same algorithm).
     (the others as for `dsgd`; the topology must be static)
   """
   return ChocoSGD(loss_fn, optimizer, learning_rate, topology=topology, exchange=exchange,
                   measure_consensus=measure_consensus, compressor=compressor,
-                  consensus_step=consensus_step)
+                  consensus_step=consensus_step, order=order, public_init=public_init,
+                  form=form)

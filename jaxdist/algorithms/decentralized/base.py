@@ -32,6 +32,11 @@ class DecentralizedState:
   model_state: PyTree = per_worker()
 
 
+def metric_dtype(params: PyTree):
+  """The widest float dtype of the parameters, at least float32."""
+  return jnp.result_type(jnp.float32, *[x.dtype for x in jax.tree.leaves(params)])
+
+
 class Decentralized:
   """The local step and the measurements of the decentralized algorithms.
 
@@ -74,9 +79,11 @@ class Decentralized:
     return updates, opt_state, half, model_state, metrics
 
   def metrics(self, metrics, params, rounds, messages, message_bits, residual=None):
-    """`rounds` gossip rounds of `messages` messages of `message_bits` bits each."""
-    rounds = jnp.asarray(rounds, jnp.float32)
-    bits = rounds * jnp.asarray(messages, jnp.float32) * float(message_bits)
+    """`rounds` gossip rounds of `messages` messages of `message_bits` bits each; the counts in
+    the parameters' float dtype (a float64 run logs float64)."""
+    dtype = metric_dtype(params)
+    rounds = jnp.asarray(rounds, dtype)
+    bits = rounds * jnp.asarray(messages, dtype) * float(message_bits)
     out = {**metrics, "comm/bits_sent": bits, "comm/rounds": rounds}
     if self.measure_consensus:
       out["consensus/distance"] = consensus_distance(params)

@@ -1,0 +1,215 @@
+"""Decentralized algorithms against the thesis's boxes written out by hand: CHOCO-SGD in both
+orders and both public-copy starts (Alg. 2, Koloskova et al.), its error-feedback form (Alg. 15),
+QG-DAdam (Alg. 19); the configs of Table 4.1 / 13.1 and 9.5; metrics in float64; resume."""
+
+import shutil
+
+import chex
+import jax
+import numpy as np
+import optax
+import pytest
+
+import jaxdist
+from helpers import LR, per_step, regression_data, run_algorithm
+from helpers import linear_regression_loss as loss
+from jaxdist.communication import topology
+from jaxdist.communication.compression import TopK
+from jaxdist.errors import ArgumentError
+
+N = 8
+GRAD = jax.jit(jax.grad(lambda p, b: loss(p, {}, b, None)[0]))
+
+
+def _grads(x, batches, t):
+  """Every worker's gradient at its own model x (dict of [N, ...] arrays) on its step-t batch."""
+  out = [GRAD({k: v[i] for k, v in x.items()}, jax.tree.map(lambda b: b[t, i], batches))
+         for i in range(N)]
+  return {k: np.stack([np.asarray(g[k]) for g in out]) for k in x}
+
+
+def _top_k(v, fraction):
+  """Per worker, per leaf: the k = max(1, floor(a d)) largest |v| kept."""
+  flat = v.reshape(N, -1)
+  k = max(1, int(fraction * flat.shape[1]))
+  out = np.zeros_like(flat)
+  for i in range(N):
+    kept = np.argsort(-np.abs(flat[i]), kind="stable")[:k]
+    out[i, kept] = flat[i, kept]
+  return out.reshape(v.shape)
+
+
+def _choco_by_hand(params, batches, steps, gamma, order, public_init, fraction=0.4):
+  """Alg. 2 (gossip_first) or Koloskova et al. (step_first), plain SGD, ring of 8, float64."""
+  w = topology.ring(N).matrices[0]
+  mix = lambda v: np.tensordot(w, v, axes=1)
+  x = {k: np.stack([np.asarray(v, np.float64)] * N) for k, v in params.items()}
+  xhat = {k: (np.zeros_like(v) if public_init == "zero" else v.copy()) for k, v in x.items()}
+  s = {k: mix(v) for k, v in xhat.items()}
+
+  def publish():
+    for k in x:
+      q = _top_k(x[k] - xhat[k], fraction)
+      xhat[k] += q
+      s[k] += mix(q)
+
+  def pull():
+    for k in x:
+      x[k] = x[k] + gamma * (s[k] - xhat[k])
+
+  for t in range(steps):
+    if order == "gossip_first":
+      pull()
+      publish()
+    g = _grads(x, batches, t)
+    x = {k: x[k] - LR * g[k] for k in x}
+    if order == "step_first":
+      publish()
+      pull()
+  return x
+
+
+def _choco(**kwargs):
+  return jaxdist.choco_sgd(loss, optax.sgd, learning_rate=LR, topology=topology.ring(N),
+                           compressor=TopK(0.4), consensus_step=0.3, **kwargs)
+
+
+@pytest.mark.parametrize("order", ["gossip_first", "step_first"])
+@pytest.mark.parametrize("public_init", ["zero", "x0"])
+def test_choco_sgd_is_its_algorithm_box(order, public_init):
+  """Each order and start of the public copies, step for step against the box by hand."""
+  with jax.enable_x64(True):
+    batches, params = regression_data(N, steps=6, dtype=np.float64)
+    state, _ = run_algorithm(_choco(order=order, public_init=public_init), params, batches)
+    assert_by_hand = _choco_by_hand(params, batches, 6, 0.3, order, public_init)
+    chex.assert_trees_all_close(jax.tree.map(np.asarray, state.params), assert_by_hand,
+                                rtol=1e-12, atol=1e-12)
+
+
+def test_the_default_order_is_the_thesis_alg_2():
+  with jax.enable_x64(True):
+    batches, params = regression_data(N, steps=4, dtype=np.float64)
+    default, _ = run_algorithm(_choco(), params, batches)
+    thesis, _ = run_algorithm(_choco(order="gossip_first"), params, batches)
+    other, _ = run_algorithm(_choco(order="step_first"), params, batches)
+    chex.assert_trees_all_equal(default.params, thesis.params)
+    assert np.abs(np.asarray(default.params["w"]) - np.asarray(other.params["w"])).max() > 1e-4
+
+
+@pytest.mark.parametrize("order", ["gossip_first", "step_first"])
+def test_choco_error_feedback_form_is_the_same_algorithm(order):
+  """Alg. 15 (memory m = x^(t-1) - xhat, v = x^(t) - x^(t-1) + m, q = Q(v)) equals Alg. 2."""
+  with jax.enable_x64(True):
+    batches, params = regression_data(N, steps=8, dtype=np.float64)
+    copies, _ = run_algorithm(_choco(order=order), params, batches)
+    memory, _ = run_algorithm(_choco(order=order, form="error_feedback"), params, batches)
+    chex.assert_trees_all_close(copies.params, memory.params, rtol=1e-12, atol=1e-12)
+    xhat = jax.tree.map(lambda p, m: p - m, memory.public.previous, memory.public.memory)
+    chex.assert_trees_all_close(copies.public.own, xhat, rtol=1e-12, atol=1e-12)
+
+
+def test_choco_refuses_time_varying_graphs_and_unknown_orders_by_name():
+  for graph in (topology.one_peer_exponential(N), topology.random_matching(N)):
+    with pytest.raises(ArgumentError, match=r"topology: .*static graphs only"):
+      jaxdist.choco_sgd(loss, learning_rate=LR, topology=graph, compressor=TopK(0.1),
+                        consensus_step=0.1)
+  with pytest.raises(ArgumentError, match=r"order: .*gossip_first"):
+    _choco(order="later")
+  with pytest.raises(ArgumentError, match=r"public_init: .*x0"):
+    _choco(public_init="one")
+
+
+def _qg_dadam_by_hand(params, batches, steps, b1, b2, eps):
+  """Alg. 19 on a ring of 8: no bias correction, eps inside the square root, moments rebuilt
+  from d / ||d||_2 after gossip."""
+  w = topology.ring(N).matrices[0]
+  x = {k: np.stack([np.asarray(v, np.float64)] * N) for k, v in params.items()}
+  mhat = {k: np.zeros_like(v) for k, v in x.items()}
+  vhat = {k: np.zeros_like(v) for k, v in x.items()}
+  for t in range(steps):
+    g = _grads(x, batches, t)
+    half = {}
+    for k in x:
+      m = b1 * mhat[k] + (1 - b1) * g[k]
+      v = b2 * vhat[k] + (1 - b2) * g[k]**2
+      half[k] = x[k] - LR * m / np.sqrt(v + eps)
+    new = {k: np.tensordot(w, v, axes=1) for k, v in half.items()}
+    d = {k: x[k] - new[k] for k in x}
+    norm = np.sqrt(sum(np.sum(v.reshape(N, -1)**2, 1) for v in d.values()))
+    for k in x:
+      dhat = d[k] / norm.reshape((N,) + (1,) * (d[k].ndim - 1))
+      mhat[k] = b1 * mhat[k] + (1 - b1) * dhat
+      vhat[k] = b2 * vhat[k] + (1 - b2) * dhat**2
+    x = new
+  return x
+
+
+def test_qg_dadam_is_alg_19():
+  with jax.enable_x64(True):
+    batches, params = regression_data(N, steps=6, dtype=np.float64)
+    qg = jaxdist.qg_dadam(loss, learning_rate=LR, topology=topology.ring(N), b1=0.9, b2=0.99,
+                          eps=1e-6)
+    state, _ = run_algorithm(qg, params, batches)
+    chex.assert_trees_all_close(jax.tree.map(np.asarray, state.params),
+                                _qg_dadam_by_hand(params, batches, 6, 0.9, 0.99, 1e-6),
+                                rtol=1e-10, atol=1e-12)
+    with pytest.raises(ArgumentError, match=r"optimizer: QG-DAdam follows Alg. 19"):
+      jaxdist.qg_dsgdm(loss, jaxdist.optim.adam, learning_rate=LR,
+                       topology=topology.ring(N)).init(params, {}, None)
+
+
+def test_disconnected_workers_never_communicate():
+  """W = I: each worker runs SGD alone (local SGD that never averages), sending nothing."""
+  batches, params = regression_data(N, steps=5)
+  alone, metrics = run_algorithm(jaxdist.dsgd(loss, learning_rate=LR,
+                                              topology=topology.disconnected(N)), params, batches)
+  never, _ = run_algorithm(jaxdist.local_sgd(loss, learning_rate=LR, local_steps=100), params,
+                           batches)
+  chex.assert_trees_all_equal(alone.params, never.params)
+  assert list(metrics["comm/bits_sent"]) == [0] * 5
+
+
+def test_metrics_of_a_float64_run_are_float64():
+  with jax.enable_x64(True):
+    batches, params = regression_data(N, steps=2, dtype=np.float64)
+    for algorithm in (_choco(), jaxdist.dsgd(loss, learning_rate=LR, topology=topology.ring(N))):
+      _, metrics = run_algorithm(algorithm, params, batches)
+      for name in ("consensus/distance", "comm/bits_sent", "comm/rounds"):
+        assert np.asarray(metrics[name]).dtype == np.float64, name
+
+
+def test_decentralized_configs_follow_tables_4_1_13_1_and_9_5():
+  from configs.decentralized.cifar10_resnet20 import get_config
+  for name in ("d2", "d2_plus"):
+    assert get_config(f"algo={name}").optim.momentum == 0.0  # Table 9.5
+  assert get_config("algo=dsgd").optim.momentum == 0.9
+  top1 = get_config("algo=choco_sgd,n=8,B=128,compressor=top_k,fraction=0.01")
+  assert top1.data.partition == "iid"  # reshuffled every epoch (Table 13.1's caption)
+  assert (top1.optim.base_lr, top1.optim.base_batch, top1.algo.consensus_step) == (1.2, 1024,
+                                                                                   0.0375)
+  assert top1.optim.warmup_start_lr == 0.1
+  qsgd8 = get_config("algo=choco_sgd,n=8,B=128,compressor=qsgd,bits=8")
+  assert (qsgd8.optim.base_lr, qsgd8.algo.consensus_step) == (0.96, 0.2)
+  assert get_config("algo=choco_sgd,compressor=sign,gamma=0.3").algo.consensus_step == 0.3
+
+
+RESUMED = {
+    "choco_x0": lambda: _choco(public_init="x0"),
+    "choco_error_feedback": lambda: _choco(form="error_feedback", order="step_first"),
+    "qg_dadam": lambda: jaxdist.qg_dadam(loss, learning_rate=LR, topology=topology.ring(N)),
+}
+
+
+@pytest.mark.parametrize("variant", RESUMED)
+def test_new_states_resume_bit_identical(tmp_path, variant):
+  batches, params = regression_data(N, steps=8)
+  run = lambda directory: jaxdist.train(
+      RESUMED[variant](), params, data=per_step(batches), num_workers=N, num_steps=8,
+      steps_per_chunk=4, progress=False, checkpoint_dir=str(directory), checkpoint_every=4,
+      keep=3)
+  unbroken = run(tmp_path / "unbroken")
+  run(tmp_path / "interrupted")
+  shutil.rmtree(tmp_path / "interrupted" / "8")
+  resumed = run(tmp_path / "interrupted")
+  assert resumed.started == 4
+  chex.assert_trees_all_equal(unbroken.state, resumed.state)
