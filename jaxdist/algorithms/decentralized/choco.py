@@ -164,7 +164,7 @@ class ChocoSGD(Decentralized):
     return ChocoState(**vars(state), public=self.choco.init(params))
 
   def step(self, state: ChocoState, batch, rng):
-    compress_rng, rng = jax.random.split(rng)
+    compress_rng = self.choco.compressor.leaf_key(rng, 2**31 - 1)  # apart from the loss's key
     if self.order == "gossip_first":
       pulled = self.choco.pull(state.params, state.public)
       public, message_bits = self.choco.publish(pulled, state.public, state.rounds,
