@@ -65,7 +65,7 @@ def get_config(arg: str = ""):
   if a.algo == "choco_sgd":
     table = tuned(a.compressor, a.fraction, a.bits)
     if table is None and (gamma < 0 or lr < 0):
-      raise ConfigError("--config ...:gamma", f"Table 13.1 has no tuned values for "
+      raise ConfigError("gamma (a variant of this config)", f"Table 13.1 has no tuned values for "
                         f"{a.compressor} (fraction {a.fraction}, bits {a.bits})",
                         "gamma=... and lr=..., or a compressor of Table 13.1")
     if table is not None:  # the tuned rate at n*B = 8 x 128, reached by warmup from 0.1

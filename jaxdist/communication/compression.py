@@ -140,11 +140,12 @@ def index_width(size: int) -> int:
 def top_indices(magnitude: jax.Array, k: int) -> jax.Array:
   """Indices of the k largest entries of a flat array of magnitudes.
 
-  Small k: k passes of max, exact in any dtype (ties to the lowest position). Otherwise `lax.top_k`, whose float64 form is
-  a full sort on XLA:CPU (about 25x slower than the float32 TopK kernel): float64 magnitudes are
-  preselected on their float32 roundings (the k + max(k, 64) largest; rounding is monotone), then
-  the k largest of those candidates are taken exactly. The indices are the float64 top-k unless
-  more than max(k, 64) entries tie with the k-th largest within float32 rounding (relative 6e-8);
+  Small k: k passes of max, exact in any dtype (ties to the lowest position). Otherwise
+  `lax.top_k`, whose float64 form is a full sort on XLA:CPU (about 25x slower than the float32
+  TopK kernel; 29x at d = 200, k = 2): float64 magnitudes are preselected on their float32
+  roundings (the k + max(k, 64) largest; rounding is monotone), then the k largest of those
+  candidates are taken exactly. The indices are the float64 top-k unless more than max(k, 64)
+  entries tie with the k-th largest within float32 rounding (relative 6e-8);
   then the tie is broken by position among the candidates.
   """
   if k <= SMALL_K:  # a max and a compare a pass: no sort, no (slow) variadic argmax reduce

@@ -37,7 +37,8 @@ from jaxdist.optim import optimizers, schedules
 from jaxdist.training.runner import ON_NONFINITE, Runner
 
 LOCAL = ("minibatch_sgd", "local_sgd", "post_local_sgd", "hierarchical_local_sgd")
-DECENTRALIZED = ("dsgd", "qg_dsgdm", "d2", "d2_plus", "gradient_tracking", "choco_sgd")
+DECENTRALIZED = ("dsgd", "qg_dsgdm", "d2", "d2_plus", "gradient_tracking", "choco_sgd",
+                 "dcd_psgd", "ecd_psgd", "deepsqueeze")
 ALGORITHMS = LOCAL + DECENTRALIZED
 COMPRESSIONS = ("none", "sign", "ef_sign")
 EXTRAPOLATIONS = ("none", "extrap", "gradient_noise", "gaussian", "uniform", "smoothout",
@@ -57,7 +58,8 @@ ALGO_FIELDS = {
     "consensus_step": "algo.consensus_step", "order": "algo.choco_order",
     "public_init": "algo.public_init", "form": "algo.choco_form",
     "index_bits": "algo.index_bits", "b1": "optim.b1", "b2": "optim.b2", "eps": "optim.eps",
-    "consensus_target": "algo.consensus_target",
+    "consensus_target": "algo.consensus_target", "consensus_rule": "algo.consensus_rule",
+    "ema_decay": "algo.consensus_ema",
     "max_gossip_rounds": "algo.max_gossip_rounds", "control_phases": "algo.control_phases",
     "exact_phases": "algo.exact_phases", "compressor": "algo.compressor",
     "fraction": "algo.compress_fraction", "bits": "algo.compress_bits",
@@ -243,13 +245,19 @@ def _check_unused_fields(config) -> None:
     jaxdist.choco_sgd(_stand_in_loss, learning_rate=schedule, topology=graph,
                       compressor=compression.Sign(), consensus_step=0.1, order=algo.choco_order,
                       form=algo.choco_form)
-    ConsensusControl(algo.consensus_target, phase_steps=_stand_in_phases(config),
+    ConsensusControl(_targets(algo), phase_steps=_stand_in_phases(config),
                      control_phases=tuple(algo.control_phases),
-                     exact_phases=tuple(algo.exact_phases), max_rounds=algo.max_gossip_rounds)
+                     exact_phases=tuple(algo.exact_phases), max_rounds=algo.max_gossip_rounds,
+                     rule=algo.consensus_rule, ema_decay=algo.consensus_ema)
   masks = config.masking
   with fields(MASKING_FIELDS):
     masking.Pruning("dpf", masks.sparsity, masks.recompute_every, 1, 2)
     masking.LearnedMask(masks.initial_sparsity, masks.skip_layers)
+
+
+def _targets(algo):
+  """algo.phase_targets (one per phase) if given, else algo.consensus_target."""
+  return tuple(algo.phase_targets) or algo.consensus_target
 
 
 def _stand_in_loss(params, model_state, batch, rng):
@@ -406,15 +414,21 @@ def algorithm(config, loss_fn, schedule: optax.Schedule, *, phase_steps: tuple[i
                                consensus_step=algo.consensus_step, order=algo.choco_order,
                                public_init=algo.public_init, form=algo.choco_form,
                                **decentralized)
+    if name in ("dcd_psgd", "ecd_psgd"):
+      return getattr(jaxdist, name)(loss_fn, tx, compressor=compressor(algo), **decentralized)
+    if name == "deepsqueeze":
+      return jaxdist.deepsqueeze(loss_fn, tx, compressor=compressor(algo),
+                                 consensus_step=algo.consensus_step, **decentralized)
     if name in ("d2", "d2_plus"):
       return getattr(jaxdist, name)(loss_fn, tx, **decentralized)
     if name == "gradient_tracking":
       return jaxdist.gradient_tracking(loss_fn, tx, **decentralized)
-    control = ConsensusControl(algo.consensus_target, phase_steps=phase_steps,
+    control = ConsensusControl(_targets(algo), phase_steps=phase_steps,
                                control_phases=tuple(algo.control_phases),
                                exact_phases=tuple(algo.exact_phases),
-                               max_rounds=algo.max_gossip_rounds)
-    if not (algo.consensus_target or algo.exact_phases):
+                               max_rounds=algo.max_gossip_rounds, rule=algo.consensus_rule,
+                               ema_decay=algo.consensus_ema)
+    if not (control.target or algo.exact_phases):
       control = None  # one gossip round a step
     if name == "dsgd":
       return jaxdist.dsgd(loss_fn, tx, consensus_control=control, seed=config.seed,

@@ -23,7 +23,8 @@ def default() -> ml_collections.ConfigDict:
   c.seed = 0
   c.algo = dict(
       # minibatch_sgd | local_sgd | post_local_sgd | hierarchical_local_sgd; decentralized:
-      # dsgd | qg_dsgdm | d2 | d2_plus | gradient_tracking | choco_sgd
+      # dsgd | qg_dsgdm | d2 | d2_plus | gradient_tracking | choco_sgd | dcd_psgd | ecd_psgd |
+      # deepsqueeze
       name="local_sgd",
       local_steps=4,  # H: local steps between averagings
       block_steps=1,  # H_b (hierarchical): node averagings between two global ones
@@ -36,7 +37,8 @@ def default() -> ml_collections.ConfigDict:
       extrapolation_scale=1.0,  # eta_hat = scale * lr / K
       qg_mu=0.9,  # qg_dsgdm: mu of the quasi-global buffer
       qg_period=1,  # qg_dsgdm: tau, steps between buffer updates (Alg. 20)
-      compressor="sign",  # choco_sgd: identity | top_k | random_k | sign | qsgd
+      compressor="sign",  # choco_sgd, dcd/ecd_psgd, deepsqueeze: identity | top_k | random_k |
+      # sign | qsgd
       compress_fraction=0.01,  # choco_sgd: a for top_k and random_k
       compress_bits=4,  # choco_sgd: b for qsgd
       compress_unbiased=False,  # unbiased random_k / qsgd (not for CHOCO)
@@ -47,6 +49,10 @@ def default() -> ml_collections.ConfigDict:
       index_bits=0,  # top_k: bits an index costs; 0 = ceil(log2 d), or 32
       measure_consensus=True,  # decentralized: consensus distance every step (an all-reduce)
       consensus_target=0.0,  # dsgd, qg_dsgdm: gossip until Xi <= target; 0 = no control
+      phase_targets=(),  # one target per learning-rate phase instead of consensus_target
+      consensus_rule="distance",  # distance: Xi <= target | adaptive: Xi <= target * phi_ema |
+      # residual: Theta < target * phi_ema (target = q)
+      consensus_ema=0.9,  # decay of phi_ema, the EMA of the mean gradient norm in a phase
       control_phases=(),  # learning-rate phases (0, 1, ...) under control; empty = all
       exact_phases=(),  # phases that all-reduce instead of gossiping ("dec-phase-x" runs)
       max_gossip_rounds=100,  # cap on gossip rounds per step under control

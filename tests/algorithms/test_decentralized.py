@@ -269,11 +269,21 @@ VARIANTS = {  # (build(tx, topology), topology name)
     "choco_step_first_ef": (lambda tx, g: jaxdist.choco_sgd(
         loss, tx, learning_rate=LR, topology=g, compressor=TopK(0.4), consensus_step=0.3,
         order="step_first", form="error_feedback", public_init="x0"), "ring"),
+    "dcd_psgd": (lambda tx, g: jaxdist.dcd_psgd(loss, tx, learning_rate=LR, topology=g,
+                                                compressor=TopK(0.4)), "ring"),
+    "ecd_psgd": (lambda tx, g: jaxdist.ecd_psgd(loss, tx, learning_rate=LR, topology=g,
+                                                compressor=QSGD(8, unbiased=True)), "ring"),
+    "deepsqueeze": (lambda tx, g: jaxdist.deepsqueeze(loss, tx, learning_rate=LR, topology=g,
+                                                      compressor=Sign(), consensus_step=0.1),
+                    "ring"),
     "dsgd_disconnected": (lambda tx, g: jaxdist.dsgd(loss, tx, learning_rate=LR, topology=g),
                           "disconnected"),
     "consensus_control": (lambda tx, g: jaxdist.dsgd(
         loss, tx, learning_rate=LR, topology=g,
         consensus_control=ConsensusControl(1e-2, max_rounds=20)), "ring"),
+    "consensus_residual_rule": (lambda tx, g: jaxdist.dsgd(
+        loss, tx, learning_rate=LR, topology=g,
+        consensus_control=ConsensusControl(1e-2, rule="residual", max_rounds=20)), "ring"),
 }
 
 

@@ -13,6 +13,7 @@ import pytest
 import jaxdist
 from helpers import LR, per_step, regression_data, run_algorithm
 from helpers import linear_regression_loss as loss
+from jaxdist.algorithms.decentralized import ConsensusControl
 from jaxdist.communication import topology
 from jaxdist.communication.compression import TopK
 from jaxdist.errors import ArgumentError
@@ -197,6 +198,11 @@ RESUMED = {
     "choco_x0": lambda: _choco(public_init="x0"),
     "choco_error_feedback": lambda: _choco(form="error_feedback", order="step_first"),
     "qg_dadam": lambda: jaxdist.qg_dadam(loss, learning_rate=LR, topology=topology.ring(N)),
+    "adaptive_control": lambda: jaxdist.dsgd(
+        loss, learning_rate=LR, topology=topology.ring(N),
+        consensus_control=ConsensusControl(0.05, rule="adaptive", max_rounds=5)),
+    "deepsqueeze": lambda: jaxdist.deepsqueeze(loss, learning_rate=LR, topology=topology.ring(N),
+                                               compressor=TopK(0.4), consensus_step=0.1),
 }
 
 
@@ -213,3 +219,95 @@ def test_new_states_resume_bit_identical(tmp_path, variant):
   resumed = run(tmp_path / "interrupted")
   assert resumed.started == 4
   chex.assert_trees_all_equal(unbroken.state, resumed.state)
+
+
+def _baseline_by_hand(name, params, batches, steps, gamma=0.2, fraction=0.4):
+  """DCD-PSGD, ECD-PSGD (Tang et al. 2018a) and DeepSqueeze (Tang et al. 2019) on a ring of 8,
+  plain SGD, float64, with replicas of the neighbours written out."""
+  w = topology.ring(N).matrices[0]
+  mix = lambda v: np.tensordot(w, v, axes=1)
+  x = {k: np.stack([np.asarray(v, np.float64)] * N) for k, v in params.items()}
+  replica = {k: v.copy() for k, v in x.items()}  # DCD: copies of x_j; ECD: estimates y_j
+  error = {k: np.zeros_like(v) for k, v in x.items()}
+  for t in range(1, steps + 1):
+    g = _grads(x, batches, t - 1)
+    for k in x:
+      if name == "dcd_psgd":
+        q = _top_k(mix(replica[k]) - LR * g[k] - x[k], fraction)
+        x[k] = x[k] + q
+        replica[k] = replica[k] + q
+      elif name == "ecd_psgd":
+        new = mix(replica[k]) - LR * g[k]
+        z = (1 - t / 2) * x[k] + (t / 2) * new
+        replica[k] = (1 - 2 / t) * replica[k] + (2 / t) * _top_k(z, fraction)
+        x[k] = new
+      else:
+        half = x[k] - LR * g[k]
+        v = half + error[k]
+        q = _top_k(v, fraction)
+        error[k] = v - q
+        x[k] = half + gamma * (mix(q) - q)
+  return x
+
+
+@pytest.mark.parametrize("name", ["dcd_psgd", "ecd_psgd", "deepsqueeze"])
+def test_compressed_gossip_baselines_are_their_papers_updates(name):
+  with jax.enable_x64(True):
+    batches, params = regression_data(N, steps=5, dtype=np.float64)
+    extra = {"consensus_step": 0.2} if name == "deepsqueeze" else {}
+    algorithm = getattr(jaxdist, name)(loss, optax.sgd, learning_rate=LR,
+                                       topology=topology.ring(N), compressor=TopK(0.4), **extra)
+    state, metrics = run_algorithm(algorithm, params, batches)
+    chex.assert_trees_all_close(jax.tree.map(np.asarray, state.params),
+                                _baseline_by_hand(name, params, batches, 5),
+                                rtol=1e-10, atol=1e-12)
+    assert list(metrics["comm/bits_sent"]) == [2 * ((32 + 3) * 2 + 32)] * 5
+
+
+def _controlled(control, steps=12):
+  batches, params = regression_data(N, steps=steps)
+  schedule = optax.piecewise_constant_schedule(LR, {4: 0.5, 8: 0.5})
+  algorithm = jaxdist.dsgd(loss, optax.sgd, learning_rate=schedule, topology=topology.ring(N),
+                           consensus_control=control)
+  return run_algorithm(algorithm, params, batches)
+
+
+def test_consensus_control_by_phase_adaptive_and_residual_rules():
+  """Per-phase targets (Table 5.2), Xi <= k phi_ema (Table 14.9) and Theta < q phi_ema
+  (Tables 14.1/14.2), phi_ema restarted at every phase; Xi_max per phase from a run."""
+  _, plain = _controlled(None)
+  xi_max = jaxdist.algorithms.decentralized.xi_max_per_phase(plain["consensus/distance"],
+                                                             (4, 8))
+  distance = np.asarray(plain["consensus/distance"])
+  assert xi_max == (distance[:4].max(), distance[4:8].max(), distance[8:].max())
+  targets = (xi_max[0] / 2, xi_max[1] / 4, 1.0)
+  _, by_phase = _controlled(ConsensusControl(targets, phase_steps=(4, 8), max_rounds=50))
+  for phase, steps in enumerate((slice(0, 4), slice(4, 8), slice(8, 12))):
+    assert max(by_phase["consensus/distance"][steps]) <= targets[phase]
+  assert max(by_phase["comm/rounds"][:8]) > 1 and list(by_phase["comm/rounds"][8:]) == [1] * 4
+
+  def ema(phi):
+    out = []
+    for t, value in enumerate(phi):
+      out.append(value if t in (0, 4, 8) else 0.5 * out[-1] + 0.5 * value)
+    return np.asarray(out)
+
+  k = 0.5 * np.median(distance / ema(plain["consensus/phi"]))  # uncontrolled runs exceed it
+  _, adaptive = _controlled(ConsensusControl(k, phase_steps=(4, 8), rule="adaptive",
+                                             ema_decay=0.5, max_rounds=50))
+  phi_ema = ema(adaptive["consensus/phi"])
+  assert np.all(adaptive["consensus/distance"] <= k * phi_ema * (1 + 1e-5))
+  assert max(adaptive["comm/rounds"]) > 1
+  q_rounds = [sum(_controlled(ConsensusControl(q, phase_steps=(4, 8), rule="residual",
+                                               max_rounds=50))[1]["comm/rounds"])
+              for q in (1e-2, 1e-3)]
+  assert 12 < q_rounds[0] < q_rounds[1]  # a smaller q gossips longer
+
+
+def test_phi_is_the_mean_local_gradient_norm():
+  batches, params = regression_data(N, steps=1)
+  _, metrics = run_algorithm(jaxdist.dsgd(loss, learning_rate=LR, topology=topology.ring(N)),
+                             params, batches)
+  g = _grads({k: np.stack([v] * N) for k, v in params.items()}, batches, 0)
+  phi = np.sqrt(np.mean(sum(np.sum(v.reshape(N, -1)**2, 1) for v in g.values())))
+  np.testing.assert_allclose(metrics["consensus/phi"][0], phi, rtol=1e-5)

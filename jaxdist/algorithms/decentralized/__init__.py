@@ -11,7 +11,8 @@ import optax
 from jaxdist.algorithms.base import LearningRate, LossFn, Optimizer
 from jaxdist.algorithms.decentralized.base import Decentralized, DecentralizedState
 from jaxdist.algorithms.decentralized.choco import ChocoGossip, ChocoSGD, ChocoState
-from jaxdist.algorithms.decentralized.consensus_control import ConsensusControl
+from jaxdist.algorithms.decentralized.compressed import DCDPSGD, ECDPSGD, DeepSqueeze
+from jaxdist.algorithms.decentralized.consensus_control import ConsensusControl, xi_max_per_phase
 from jaxdist.algorithms.decentralized.d2 import D2, D2State
 from jaxdist.algorithms.decentralized.dsgd import DSGD, GossipOnce
 from jaxdist.algorithms.decentralized.gradient_tracking import GradientTracking, TrackingState
@@ -21,7 +22,9 @@ from jaxdist.communication.topology import Topology
 
 __all__ = [
   "D2",
+  "DCDPSGD",
   "DSGD",
+  "ECDPSGD",
   "ChocoGossip",
   "ChocoSGD",
   "ChocoState",
@@ -29,6 +32,7 @@ __all__ = [
   "D2State",
   "Decentralized",
   "DecentralizedState",
+  "DeepSqueeze",
   "GossipOnce",
   "GradientTracking",
   "QGDSGDm",
@@ -36,15 +40,20 @@ __all__ = [
   "base",
   "choco",
   "choco_sgd",
+  "compressed",
   "consensus_control",
   "d2",
   "d2_plus",
+  "dcd_psgd",
+  "deepsqueeze",
   "dsgd",
+  "ecd_psgd",
   "gradient_tracking",
   "qg_adam",
   "qg_dadam",
   "qg_dsgdm",
   "quasi_global",
+  "xi_max_per_phase",
 ]
 
 
@@ -157,3 +166,37 @@ def choco_sgd(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *,
                   measure_consensus=measure_consensus, compressor=compressor,
                   consensus_step=consensus_step, order=order, public_init=public_init,
                   form=form)
+
+
+def dcd_psgd(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *,
+             learning_rate: LearningRate = None, topology: Topology, compressor: Compressor,
+             exchange: str = "auto", measure_consensus: bool = True) -> DCDPSGD:
+  """DCD-PSGD (Tang et al. 2018a; [Lin22] Table 4.1): x_{t+1} = x_t + C(sum_j w_ij x_j + u_t -
+  x_t), the compressed difference sent to each neighbour. (The arguments as for `choco_sgd`.)"""
+  return DCDPSGD(loss_fn, optimizer, learning_rate, topology=topology, exchange=exchange,
+                 measure_consensus=measure_consensus, compressor=compressor)
+
+
+def ecd_psgd(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *,
+             learning_rate: LearningRate = None, topology: Topology, compressor: Compressor,
+             exchange: str = "auto", measure_consensus: bool = True) -> ECDPSGD:
+  """ECD-PSGD (Tang et al. 2018a; [Lin22] Table 4.1): gossip of extrapolated estimates
+  y <- (1 - 2/t) y + (2/t) C((1 - t/2) x_t + (t/2) x_{t+1}); for unbiased compressors."""
+  return ECDPSGD(loss_fn, optimizer, learning_rate, topology=topology, exchange=exchange,
+                 measure_consensus=measure_consensus, compressor=compressor)
+
+
+def deepsqueeze(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *,
+                learning_rate: LearningRate = None, topology: Topology,
+                compressor: Compressor, consensus_step: float, exchange: str = "auto",
+                measure_consensus: bool = True) -> DeepSqueeze:
+  """DeepSqueeze (Tang et al. 2019; [Lin22] Table 4.1): error-compensated compression of
+  v = x + u + e, x <- x + u + gamma (sum_j w_ij C(v_j) - C(v_i)).
+
+  Args:
+    consensus_step: gamma (Table 13.3: 0.0005-0.05, far below CHOCO's).
+    (the others as for `choco_sgd`)
+  """
+  return DeepSqueeze(loss_fn, optimizer, learning_rate, topology=topology, exchange=exchange,
+                     measure_consensus=measure_consensus, compressor=compressor,
+                     consensus_step=consensus_step)

@@ -5,7 +5,8 @@ Every worker runs its own optimizer (momentum, Adam moments and BatchNorm statis
 only parameters travel, through `Gossip` rounds over a topology. Every step logs the bits each
 worker sent (each gossip round sends the worker's message to each neighbour; an all-reduce counts
 one model), the gossip rounds, and, unless `measure_consensus=False`, the consensus distance
-Xi = sqrt(mean_i ||x_i - x_bar||^2) after communication (an all-reduce of the model).
+Xi = sqrt(mean_i ||x_i - x_bar||^2) after communication (an all-reduce of the model) and the mean
+local gradient norm phi_t = sqrt(mean_i ||g_i||^2) (`consensus/phi`, a scalar all-reduce).
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import jax
 import jax.numpy as jnp
 
 from jaxdist.algorithms import base
-from jaxdist.communication.gossip import Gossip, consensus_distance
+from jaxdist.communication.gossip import Gossip, consensus_distance, squared_norm
 from jaxdist.communication.topology import Topology
+from jaxdist.core import collectives
 from jaxdist.core.state import per_worker, shared, state_class
 
 PyTree = Any
@@ -52,6 +54,7 @@ class Decentralized:
   """
 
   needs_rate: str | None = None  # why a subclass needs the learning rate
+  wants_phi: bool = False  # log phi_t even without measure_consensus (consensus control)
 
   def __init__(self, loss_fn: base.LossFn, optimizer: base.Optimizer,
                learning_rate: base.LearningRate = None, *,
@@ -76,6 +79,8 @@ class Decentralized:
     grads, model_state, metrics = base.gradients(self.loss_fn, state.params, state.model_state,
                                                  batch, rng)
     updates, opt_state, half = base.local_update(self.tx, grads, state.opt_state, state.params)
+    if self.measure_consensus or self.wants_phi:  # phi_t, the mean local gradient norm (§5.4)
+      metrics = {**metrics, "consensus/phi": jnp.sqrt(collectives.mean(squared_norm(grads)))}
     return updates, opt_state, half, model_state, metrics
 
   def metrics(self, metrics, params, rounds, messages, message_bits, residual=None):
