@@ -25,6 +25,7 @@ from jaxdist.algorithms.decentralized import (
     gradient_tracking,
     qg_dadam,
     qg_dsgdm,
+    sgp,
 )
 from jaxdist.algorithms.local_sgd import hierarchical_local_sgd, local_sgd, post_local_sgd, sign_sgd
 from jaxdist.algorithms.minibatch import minibatch_sgd
@@ -45,5 +46,5 @@ __all__ = [
     "deepsqueeze", "dsgd", "ecd_psgd", "errors",
     "extrapolation", "gradient_tracking", "hierarchical_local_sgd", "local_sgd", "minibatch_sgd",
     "models", "objectives", "optim", "per_worker", "post_local_sgd", "qg_dadam", "qg_dsgdm",
-    "shared", "sign_sgd", "state_class", "topology", "train", "training",
+    "sgp", "shared", "sign_sgd", "state_class", "topology", "train", "training",
 ]

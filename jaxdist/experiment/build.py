@@ -38,7 +38,7 @@ from jaxdist.training.runner import ON_NONFINITE, Runner
 
 LOCAL = ("minibatch_sgd", "local_sgd", "post_local_sgd", "hierarchical_local_sgd")
 DECENTRALIZED = ("dsgd", "qg_dsgdm", "d2", "d2_plus", "gradient_tracking", "choco_sgd",
-                 "dcd_psgd", "ecd_psgd", "deepsqueeze")
+                 "dcd_psgd", "ecd_psgd", "deepsqueeze", "sgp")
 ALGORITHMS = LOCAL + DECENTRALIZED
 COMPRESSIONS = ("none", "sign", "ef_sign")
 EXTRAPOLATIONS = ("none", "extrap", "gradient_noise", "gaussian", "uniform", "smoothout",
@@ -423,6 +423,8 @@ def algorithm(config, loss_fn, schedule: optax.Schedule, *, phase_steps: tuple[i
       return getattr(jaxdist, name)(loss_fn, tx, **decentralized)
     if name == "gradient_tracking":
       return jaxdist.gradient_tracking(loss_fn, tx, **decentralized)
+    if name == "sgp":
+      return jaxdist.sgp(loss_fn, tx, **decentralized)
     control = ConsensusControl(_targets(algo), phase_steps=phase_steps,
                                control_phases=tuple(algo.control_phases),
                                exact_phases=tuple(algo.exact_phases),

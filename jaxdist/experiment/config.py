@@ -24,7 +24,7 @@ def default() -> ml_collections.ConfigDict:
   c.algo = dict(
       # minibatch_sgd | local_sgd | post_local_sgd | hierarchical_local_sgd; decentralized:
       # dsgd | qg_dsgdm | d2 | d2_plus | gradient_tracking | choco_sgd | dcd_psgd | ecd_psgd |
-      # deepsqueeze
+      # deepsqueeze | sgp (push-sum, for topology.name=directed_exponential)
       name="local_sgd",
       local_steps=4,  # H: local steps between averagings
       block_steps=1,  # H_b (hierarchical): node averagings between two global ones
@@ -59,7 +59,7 @@ def default() -> ml_collections.ConfigDict:
   )
   c.topology = dict(
       # ring | torus | complete | exponential | one_peer_exponential | bipartite_exponential |
-      # random_matching | social
+      # random_matching | social | disconnected (W = I) | directed_exponential (SGP)
       name="ring",
       exchange="auto",  # auto | shift (ppermute per neighbour) | dense (all-gather) | mean
   )

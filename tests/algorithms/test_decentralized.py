@@ -276,6 +276,8 @@ VARIANTS = {  # (build(tx, topology), topology name)
     "deepsqueeze": (lambda tx, g: jaxdist.deepsqueeze(loss, tx, learning_rate=LR, topology=g,
                                                       compressor=Sign(), consensus_step=0.1),
                     "ring"),
+    "sgp_directed": (lambda tx, g: jaxdist.sgp(loss, tx, learning_rate=LR, topology=g),
+                     "directed_exponential"),
     "dsgd_disconnected": (lambda tx, g: jaxdist.dsgd(loss, tx, learning_rate=LR, topology=g),
                           "disconnected"),
     "consensus_control": (lambda tx, g: jaxdist.dsgd(

@@ -198,6 +198,7 @@ RESUMED = {
     "choco_x0": lambda: _choco(public_init="x0"),
     "choco_error_feedback": lambda: _choco(form="error_feedback", order="step_first"),
     "qg_dadam": lambda: jaxdist.qg_dadam(loss, learning_rate=LR, topology=topology.ring(N)),
+    "sgp": lambda: jaxdist.sgp(loss, learning_rate=LR, topology=_column_stochastic()),
     "adaptive_control": lambda: jaxdist.dsgd(
         loss, learning_rate=LR, topology=topology.ring(N),
         consensus_control=ConsensusControl(0.05, rule="adaptive", max_rounds=5)),
@@ -311,3 +312,42 @@ def test_phi_is_the_mean_local_gradient_norm():
   g = _grads({k: np.stack([v] * N) for k, v in params.items()}, batches, 0)
   phi = np.sqrt(np.mean(sum(np.sum(v.reshape(N, -1)**2, 1) for v in g.values())))
   np.testing.assert_allclose(metrics["consensus/phi"][0], phi, rtol=1e-5)
+
+
+def _column_stochastic(n=N):
+  """Worker i keeps half; even i pushes the other half to i + 1, odd i a quarter to i + 1 and
+  a quarter to i + 2: W[receiver, sender], columns sum to 1, rows do not."""
+  w = 0.5 * np.eye(n)
+  for i in range(n):
+    if i % 2 == 0:
+      w[(i + 1) % n, i] += 0.5
+    else:
+      w[(i + 1) % n, i] += 0.25
+      w[(i + 2) % n, i] += 0.25
+  return topology.Topology("column_stochastic", n, (w,))
+
+
+def test_sgp_is_push_sum_and_dsgd_on_a_doubly_stochastic_graph():
+  with jax.enable_x64(True):
+    batches, params = regression_data(N, steps=6, dtype=np.float64)
+    graph = _column_stochastic()
+    state, _ = run_algorithm(jaxdist.sgp(loss, learning_rate=LR, topology=graph), params,
+                             batches)
+    w = graph.matrices[0]
+    z = {k: np.stack([np.asarray(v, np.float64)] * N) for k, v in params.items()}
+    weight = np.ones(N)
+    for t in range(6):
+      g = _grads(z, batches, t)
+      x = {k: np.tensordot(w, weight.reshape((N,) + (1,) * (v.ndim - 1)) * v - LR * g[k], 1)
+           for k, v in z.items()}
+      weight = w @ weight
+      z = {k: v / weight.reshape((N,) + (1,) * (v.ndim - 1)) for k, v in x.items()}
+    assert np.ptp(weight) > 0.1  # the weights move: push-sum, not plain gossip
+    chex.assert_trees_all_close(jax.tree.map(np.asarray, state.params), z, rtol=1e-12)
+    directed = topology.directed_exponential(N)
+    sgp, _ = run_algorithm(jaxdist.sgp(loss, learning_rate=LR, topology=directed), params,
+                           batches)
+    dsgd, _ = run_algorithm(jaxdist.dsgd(loss, learning_rate=LR, topology=directed), params,
+                            batches)
+    chex.assert_trees_all_close(sgp.params, dsgd.params, rtol=1e-12)
+    np.testing.assert_array_equal(sgp.weight, 1.0)

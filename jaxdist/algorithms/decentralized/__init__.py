@@ -16,6 +16,7 @@ from jaxdist.algorithms.decentralized.consensus_control import ConsensusControl,
 from jaxdist.algorithms.decentralized.d2 import D2, D2State
 from jaxdist.algorithms.decentralized.dsgd import DSGD, GossipOnce
 from jaxdist.algorithms.decentralized.gradient_tracking import GradientTracking, TrackingState
+from jaxdist.algorithms.decentralized.push_sum import SGP, PushSumState
 from jaxdist.algorithms.decentralized.quasi_global import QGDSGDm, qg_adam
 from jaxdist.communication.compression import Compressor
 from jaxdist.communication.topology import Topology
@@ -25,6 +26,7 @@ __all__ = [
   "DCDPSGD",
   "DSGD",
   "ECDPSGD",
+  "SGP",
   "ChocoGossip",
   "ChocoSGD",
   "ChocoState",
@@ -35,6 +37,7 @@ __all__ = [
   "DeepSqueeze",
   "GossipOnce",
   "GradientTracking",
+  "PushSumState",
   "QGDSGDm",
   "TrackingState",
   "base",
@@ -49,10 +52,12 @@ __all__ = [
   "dsgd",
   "ecd_psgd",
   "gradient_tracking",
+  "push_sum",
   "qg_adam",
   "qg_dadam",
   "qg_dsgdm",
   "quasi_global",
+  "sgp",
   "xi_max_per_phase",
 ]
 
@@ -200,3 +205,12 @@ def deepsqueeze(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *,
   return DeepSqueeze(loss_fn, optimizer, learning_rate, topology=topology, exchange=exchange,
                      measure_consensus=measure_consensus, compressor=compressor,
                      consensus_step=consensus_step)
+
+
+def sgp(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *, learning_rate: LearningRate = None,
+        topology: Topology, exchange: str = "auto", measure_consensus: bool = True) -> SGP:
+  """Stochastic gradient push (Assran et al. 2019; [Lin22] Table 9.3): push-sum gossip of the
+  model and a weight over a column-stochastic W (`jaxdist.topology.directed_exponential(n)`),
+  gradients at the de-biased model x / w. (The arguments as for `dsgd`.)"""
+  return SGP(loss_fn, optimizer, learning_rate, topology=topology, exchange=exchange,
+             measure_consensus=measure_consensus)
