@@ -20,12 +20,15 @@ from jaxdist.algorithms.decentralized import (
     d2_plus,
     dcd_psgd,
     deepsqueeze,
+    dmsgd,
     dsgd,
     ecd_psgd,
+    gradient_gossip,
     gradient_tracking,
     qg_dadam,
     qg_dsgdm,
     sgp,
+    shared_momentum,
 )
 from jaxdist.algorithms.local_sgd import hierarchical_local_sgd, local_sgd, post_local_sgd, sign_sgd
 from jaxdist.algorithms.minibatch import minibatch_sgd
@@ -42,9 +45,9 @@ __version__ = "0.2.0"
 __all__ = [
     "ArgumentError", "ConsensusControl", "MultiProcess", "Result", "Runner", "Sharded",
     "Simulated", "UserError", "algorithms", "choco_sgd", "classification", "collectives",
-    "communication", "compression", "core", "d2", "d2_plus", "data", "dcd_psgd",
-    "deepsqueeze", "dsgd", "ecd_psgd", "errors",
-    "extrapolation", "gradient_tracking", "hierarchical_local_sgd", "local_sgd", "minibatch_sgd",
-    "models", "objectives", "optim", "per_worker", "post_local_sgd", "qg_dadam", "qg_dsgdm",
-    "sgp", "shared", "sign_sgd", "state_class", "topology", "train", "training",
+    "communication", "compression", "core", "d2", "d2_plus", "data", "dcd_psgd", "deepsqueeze",
+    "dmsgd", "dsgd", "ecd_psgd", "errors", "extrapolation", "gradient_gossip", "gradient_tracking",
+    "hierarchical_local_sgd", "local_sgd", "minibatch_sgd", "models", "objectives", "optim",
+    "per_worker", "post_local_sgd", "qg_dadam", "qg_dsgdm", "sgp", "shared", "shared_momentum",
+    "sign_sgd", "state_class", "topology", "train", "training",
 ]

@@ -38,7 +38,8 @@ from jaxdist.training.runner import ON_NONFINITE, Runner
 
 LOCAL = ("minibatch_sgd", "local_sgd", "post_local_sgd", "hierarchical_local_sgd")
 DECENTRALIZED = ("dsgd", "qg_dsgdm", "d2", "d2_plus", "gradient_tracking", "choco_sgd",
-                 "dcd_psgd", "ecd_psgd", "deepsqueeze", "sgp")
+                 "dcd_psgd", "ecd_psgd", "deepsqueeze", "sgp", "shared_momentum",
+                 "gradient_gossip", "dmsgd")
 ALGORITHMS = LOCAL + DECENTRALIZED
 COMPRESSIONS = ("none", "sign", "ef_sign")
 EXTRAPOLATIONS = ("none", "extrap", "gradient_noise", "gaussian", "uniform", "smoothout",
@@ -59,7 +60,7 @@ ALGO_FIELDS = {
     "public_init": "algo.public_init", "form": "algo.choco_form",
     "index_bits": "algo.index_bits", "b1": "optim.b1", "b2": "optim.b2", "eps": "optim.eps",
     "consensus_target": "algo.consensus_target", "consensus_rule": "algo.consensus_rule",
-    "ema_decay": "algo.consensus_ema",
+    "ema_decay": "algo.consensus_ema", "momentum_exchange": "algo.momentum_exchange",
     "max_gossip_rounds": "algo.max_gossip_rounds", "control_phases": "algo.control_phases",
     "exact_phases": "algo.exact_phases", "compressor": "algo.compressor",
     "fraction": "algo.compress_fraction", "bits": "algo.compress_bits",
@@ -423,8 +424,13 @@ def algorithm(config, loss_fn, schedule: optax.Schedule, *, phase_steps: tuple[i
       return getattr(jaxdist, name)(loss_fn, tx, **decentralized)
     if name == "gradient_tracking":
       return jaxdist.gradient_tracking(loss_fn, tx, **decentralized)
-    if name == "sgp":
-      return jaxdist.sgp(loss_fn, tx, **decentralized)
+    if name in ("sgp", "gradient_gossip"):
+      return getattr(jaxdist, name)(loss_fn, tx, **decentralized)
+    if name == "shared_momentum":
+      return jaxdist.shared_momentum(loss_fn, tx, momentum_exchange=algo.momentum_exchange,
+                                     **decentralized)
+    if name == "dmsgd":
+      return jaxdist.dmsgd(loss_fn, tx, qg_mu=algo.qg_mu, **decentralized)
     control = ConsensusControl(_targets(algo), phase_steps=phase_steps,
                                control_phases=tuple(algo.control_phases),
                                exact_phases=tuple(algo.exact_phases),

@@ -278,6 +278,13 @@ VARIANTS = {  # (build(tx, topology), topology name)
                     "ring"),
     "sgp_directed": (lambda tx, g: jaxdist.sgp(loss, tx, learning_rate=LR, topology=g),
                      "directed_exponential"),
+    "momentum_gossiped": (lambda tx, g: jaxdist.shared_momentum(
+        loss, tx, learning_rate=LR, topology=g, momentum_exchange="gossip"), "ring"),
+    "momentum_allreduced": (lambda tx, g: jaxdist.shared_momentum(
+        loss, tx, learning_rate=LR, topology=g), "ring"),
+    "gradient_gossip": (lambda tx, g: jaxdist.gradient_gossip(loss, tx, learning_rate=LR,
+                                                              topology=g), "ring"),
+    "dmsgd": (lambda tx, g: jaxdist.dmsgd(loss, tx, learning_rate=LR, topology=g), "ring"),
     "dsgd_disconnected": (lambda tx, g: jaxdist.dsgd(loss, tx, learning_rate=LR, topology=g),
                           "disconnected"),
     "consensus_control": (lambda tx, g: jaxdist.dsgd(
@@ -290,7 +297,8 @@ VARIANTS = {  # (build(tx, topology), topology name)
 
 
 ON_8_ONLY = ("choco_step_first_ef", "dcd_psgd", "ecd_psgd", "deepsqueeze", "sgp_directed",
-             "dsgd_disconnected", "consensus_residual_rule")  # 16 adds nothing for these
+             "dsgd_disconnected", "consensus_residual_rule", "momentum_gossiped",
+             "momentum_allreduced", "gradient_gossip", "dmsgd")  # 16 adds nothing for these
 
 
 @pytest.mark.parametrize("variant, num_workers", [

@@ -11,8 +11,9 @@ import optax
 import pytest
 
 import jaxdist
-from helpers import LR, per_step, regression_data, run_algorithm
+from helpers import LR, assert_same, per_step, regression_data, run_algorithm
 from helpers import linear_regression_loss as loss
+from helpers import sgd as helpers_sgd
 from jaxdist.algorithms.decentralized import ConsensusControl
 from jaxdist.communication import topology
 from jaxdist.communication.compression import TopK
@@ -183,6 +184,8 @@ RESUMED = {
     "choco_error_feedback": lambda: _choco(form="error_feedback", public_init="x0"),
     "qg_dadam": lambda: jaxdist.qg_dadam(loss, learning_rate=LR, topology=topology.ring(N)),
     "sgp": lambda: jaxdist.sgp(loss, learning_rate=LR, topology=_column_stochastic()),
+    "dmsgd": lambda: jaxdist.dmsgd(loss, helpers_sgd(nesterov=False), learning_rate=LR,
+                                   topology=topology.ring(N)),
     "adaptive_control": lambda: jaxdist.dsgd(
         loss, learning_rate=LR, topology=topology.ring(N),
         consensus_control=ConsensusControl(0.05, rule="adaptive", max_rounds=5)),
@@ -335,3 +338,32 @@ def test_sgp_is_push_sum_and_dsgd_on_a_doubly_stochastic_graph():
                             batches)
     chex.assert_trees_all_close(sgp.params, dsgd.params, rtol=1e-12)
     np.testing.assert_array_equal(sgp.weight, 1.0)
+
+
+def test_momentum_baselines_of_table_9_6():
+  """Buffer all-reduced: one buffer on every worker, and on the complete graph the same as
+  gossiping it; gradient gossip on the complete graph without momentum is mini-batch SGD;
+  DMSGD on one worker is heavy-ball SGDm (d = beta mhat + g there)."""
+  with jax.enable_x64(True):
+    batches, params = regression_data(N, steps=4, dtype=np.float64)
+    heavy_ball = helpers_sgd(momentum=0.9, nesterov=False, weight_decay=0.0)
+    trace = lambda s: optax.tree_utils.tree_get(s.opt_state, "trace")
+    shared, metrics = run_algorithm(jaxdist.shared_momentum(
+        loss, heavy_ball, learning_rate=LR, topology=topology.ring(N)), params, batches)
+    assert np.ptp(np.asarray(trace(shared)["w"]), axis=0).max() < 1e-15
+    assert list(metrics["comm/bits_sent"]) == [(2 + 1) * 64 * 6] * 4  # ring + one all-reduce
+    on_complete = [run_algorithm(jaxdist.shared_momentum(
+        loss, heavy_ball, learning_rate=LR, topology=topology.complete(N),
+        momentum_exchange=kind, exchange="dense"), params, batches)[0]
+        for kind in ("allreduce", "gossip")]
+    chex.assert_trees_all_close(trace(on_complete[0]), trace(on_complete[1]), rtol=1e-12)
+    gossiped, _ = run_algorithm(jaxdist.gradient_gossip(
+        loss, learning_rate=LR, topology=topology.complete(N)), params, batches)
+    minibatch, _ = run_algorithm(jaxdist.minibatch_sgd(loss, learning_rate=LR), params, batches)
+    assert_same(gossiped.params, minibatch.params, 1e-12)
+    one = jax.tree.map(lambda b: b[:, :1], batches)
+    dmsgd, _ = run_algorithm(jaxdist.dmsgd(loss, heavy_ball, learning_rate=LR,
+                                           topology=topology.complete(1), qg_mu=0.5), params, one)
+    dsgdm, _ = run_algorithm(jaxdist.dsgd(loss, heavy_ball, learning_rate=LR,
+                                          topology=topology.complete(1)), params, one)
+    chex.assert_trees_all_close(dmsgd.params, dsgdm.params, rtol=1e-12)

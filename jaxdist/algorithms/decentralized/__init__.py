@@ -16,6 +16,7 @@ from jaxdist.algorithms.decentralized.consensus_control import ConsensusControl,
 from jaxdist.algorithms.decentralized.d2 import D2, D2State
 from jaxdist.algorithms.decentralized.dsgd import DSGD, GossipOnce
 from jaxdist.algorithms.decentralized.gradient_tracking import GradientTracking, TrackingState
+from jaxdist.algorithms.decentralized.momentum import DMSGD, ExchangedMomentum, GradientGossip
 from jaxdist.algorithms.decentralized.push_sum import SGP, PushSumState
 from jaxdist.algorithms.decentralized.quasi_global import QGDSGDm, qg_adam
 from jaxdist.communication.compression import Compressor
@@ -24,6 +25,7 @@ from jaxdist.communication.topology import Topology
 __all__ = [
   "D2",
   "DCDPSGD",
+  "DMSGD",
   "DSGD",
   "ECDPSGD",
   "SGP",
@@ -35,7 +37,9 @@ __all__ = [
   "Decentralized",
   "DecentralizedState",
   "DeepSqueeze",
+  "ExchangedMomentum",
   "GossipOnce",
+  "GradientGossip",
   "GradientTracking",
   "PushSumState",
   "QGDSGDm",
@@ -49,15 +53,19 @@ __all__ = [
   "d2_plus",
   "dcd_psgd",
   "deepsqueeze",
+  "dmsgd",
   "dsgd",
   "ecd_psgd",
+  "gradient_gossip",
   "gradient_tracking",
+  "momentum",
   "push_sum",
   "qg_adam",
   "qg_dadam",
   "qg_dsgdm",
   "quasi_global",
   "sgp",
+  "shared_momentum",
   "xi_max_per_phase",
 ]
 
@@ -214,3 +222,42 @@ def sgp(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *, learning_rate: Lea
   gradients at the de-biased model x / w. (The arguments as for `dsgd`.)"""
   return SGP(loss_fn, optimizer, learning_rate, topology=topology, exchange=exchange,
              measure_consensus=measure_consensus)
+
+
+def shared_momentum(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *,
+                    learning_rate: LearningRate = None, topology: Topology,
+                    momentum_exchange: str = "allreduce", exchange: str = "auto",
+                    measure_consensus: bool = True) -> ExchangedMomentum:
+  """DSGDm(-N) with its momentum buffer all-reduced or gossiped every step ([Lin22] Table 9.6,
+  "momentum buffer (complete / ring)"); the optimizer must have momentum.
+
+  Args:
+    momentum_exchange: `allreduce` or `gossip`.
+    (the others as for `dsgd`)
+  """
+  return ExchangedMomentum(loss_fn, optimizer, learning_rate, topology=topology,
+                           exchange=exchange, measure_consensus=measure_consensus,
+                           momentum_exchange=momentum_exchange)
+
+
+def gradient_gossip(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *,
+                    learning_rate: LearningRate = None, topology: Topology,
+                    exchange: str = "auto", measure_consensus: bool = True) -> GradientGossip:
+  """D-SGD on gossiped local gradients ([Lin22] Table 9.6, "gradient gossip"). (The arguments as
+  for `dsgd`.)"""
+  return GradientGossip(loss_fn, optimizer, learning_rate, topology=topology, exchange=exchange,
+                        measure_consensus=measure_consensus)
+
+
+def dmsgd(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *,
+          learning_rate: LearningRate = None, topology: Topology, qg_mu: float = 0.9,
+          exchange: str = "auto", measure_consensus: bool = True) -> DMSGD:
+  """DMSGD (Balu et al. 2021; [Lin22] Alg. 23-25, Table 9.6): the momentum buffer after gossip
+  is mu (beta mhat + g) + (1 - mu) (x_t - x_{t+1}) / lr; heavy-ball SGD with momentum beta.
+
+  Args:
+    qg_mu: mu.
+    (the others as for `dsgd`)
+  """
+  return DMSGD(loss_fn, optimizer, learning_rate, topology=topology, exchange=exchange,
+               measure_consensus=measure_consensus, qg_mu=qg_mu)

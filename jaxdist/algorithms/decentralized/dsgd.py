@@ -68,7 +68,15 @@ class DSGD(Decentralized):
     residual = gossip_residual(half, first) if self.measure_consensus else None
     new = state.replace(step=state.step + 1, rounds=state.rounds + rounds, params=params,
                         opt_state=opt_state, model_state=model_state, **extra)
-    return new, self.metrics(metrics, params, rounds, messages, bits_per_model(params), residual)
+    metrics = self.metrics(metrics, params, rounds, messages, bits_per_model(params), residual)
+    extra_bits = self.extra_bits(state, params)
+    if extra_bits is not None:
+      metrics["comm/bits_sent"] = metrics["comm/bits_sent"] + extra_bits
+    return new, metrics
+
+  def extra_bits(self, state: DecentralizedState, params: PyTree):
+    """Bits sent besides the parameters' gossip (a variant that also exchanges its buffer)."""
+    return None
 
   def after_communication(self, state: DecentralizedState, opt_state: PyTree,
                           params: PyTree) -> PyTree:
