@@ -29,6 +29,7 @@ from jaxdist.algorithms.decentralized import (
     qg_dsgdm,
     sgp,
     shared_momentum,
+    slowmo,
 )
 from jaxdist.algorithms.local_sgd import hierarchical_local_sgd, local_sgd, post_local_sgd, sign_sgd
 from jaxdist.algorithms.minibatch import minibatch_sgd
@@ -49,5 +50,5 @@ __all__ = [
     "dmsgd", "dsgd", "ecd_psgd", "errors", "extrapolation", "gradient_gossip", "gradient_tracking",
     "hierarchical_local_sgd", "local_sgd", "minibatch_sgd", "models", "objectives", "optim",
     "per_worker", "post_local_sgd", "qg_dadam", "qg_dsgdm", "sgp", "shared", "shared_momentum",
-    "sign_sgd", "state_class", "topology", "train", "training",
+    "sign_sgd", "slowmo", "state_class", "topology", "train", "training",
 ]

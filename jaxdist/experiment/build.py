@@ -39,7 +39,7 @@ from jaxdist.training.runner import ON_NONFINITE, Runner
 LOCAL = ("minibatch_sgd", "local_sgd", "post_local_sgd", "hierarchical_local_sgd")
 DECENTRALIZED = ("dsgd", "qg_dsgdm", "d2", "d2_plus", "gradient_tracking", "choco_sgd",
                  "dcd_psgd", "ecd_psgd", "deepsqueeze", "sgp", "shared_momentum",
-                 "gradient_gossip", "dmsgd")
+                 "gradient_gossip", "dmsgd", "slowmo")
 ALGORITHMS = LOCAL + DECENTRALIZED
 COMPRESSIONS = ("none", "sign", "ef_sign")
 EXTRAPOLATIONS = ("none", "extrap", "gradient_noise", "gaussian", "uniform", "smoothout",
@@ -61,6 +61,8 @@ ALGO_FIELDS = {
     "index_bits": "algo.index_bits", "b1": "optim.b1", "b2": "optim.b2", "eps": "optim.eps",
     "consensus_target": "algo.consensus_target", "consensus_rule": "algo.consensus_rule",
     "ema_decay": "algo.consensus_ema", "momentum_exchange": "algo.momentum_exchange",
+    "slow_period": "algo.slow_period", "slow_momentum": "algo.slow_momentum",
+    "slow_lr": "algo.slow_lr",
     "max_gossip_rounds": "algo.max_gossip_rounds", "control_phases": "algo.control_phases",
     "exact_phases": "algo.exact_phases", "compressor": "algo.compressor",
     "fraction": "algo.compress_fraction", "bits": "algo.compress_bits",
@@ -431,6 +433,10 @@ def algorithm(config, loss_fn, schedule: optax.Schedule, *, phase_steps: tuple[i
                                      **decentralized)
     if name == "dmsgd":
       return jaxdist.dmsgd(loss_fn, tx, qg_mu=algo.qg_mu, **decentralized)
+    if name == "slowmo":
+      return jaxdist.slowmo(loss_fn, tx, slow_period=algo.slow_period,
+                            slow_momentum=algo.slow_momentum, slow_lr=algo.slow_lr,
+                            **decentralized)
     control = ConsensusControl(_targets(algo), phase_steps=phase_steps,
                                control_phases=tuple(algo.control_phases),
                                exact_phases=tuple(algo.exact_phases),

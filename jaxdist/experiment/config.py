@@ -25,7 +25,7 @@ def default() -> ml_collections.ConfigDict:
       # minibatch_sgd | local_sgd | post_local_sgd | hierarchical_local_sgd; decentralized:
       # dsgd | qg_dsgdm | d2 | d2_plus | gradient_tracking | choco_sgd | dcd_psgd | ecd_psgd |
       # deepsqueeze | sgp (push-sum, for topology.name=directed_exponential) | shared_momentum |
-      # gradient_gossip | dmsgd
+      # gradient_gossip | dmsgd | slowmo
       name="local_sgd",
       local_steps=4,  # H: local steps between averagings
       block_steps=1,  # H_b (hierarchical): node averagings between two global ones
@@ -39,6 +39,9 @@ def default() -> ml_collections.ConfigDict:
       qg_mu=0.9,  # qg_dsgdm: mu of the quasi-global buffer
       qg_period=1,  # qg_dsgdm: tau, steps between buffer updates (Alg. 20)
       momentum_exchange="allreduce",  # shared_momentum: the buffer allreduce | gossip
+      slow_period=12,  # slowmo: tau, base steps between outer steps (Alg. 22)
+      slow_momentum=0.7,  # slowmo: beta
+      slow_lr=1.0,  # slowmo: alpha
       compressor="sign",  # choco_sgd, dcd/ecd_psgd, deepsqueeze: identity | top_k | random_k |
       # sign | qsgd
       compress_fraction=0.01,  # choco_sgd: a for top_k and random_k

@@ -285,6 +285,8 @@ VARIANTS = {  # (build(tx, topology), topology name)
     "gradient_gossip": (lambda tx, g: jaxdist.gradient_gossip(loss, tx, learning_rate=LR,
                                                               topology=g), "ring"),
     "dmsgd": (lambda tx, g: jaxdist.dmsgd(loss, tx, learning_rate=LR, topology=g), "ring"),
+    "slowmo": (lambda tx, g: jaxdist.slowmo(loss, tx, learning_rate=LR, topology=g,
+                                            slow_period=3), "ring"),
     "dsgd_disconnected": (lambda tx, g: jaxdist.dsgd(loss, tx, learning_rate=LR, topology=g),
                           "disconnected"),
     "consensus_control": (lambda tx, g: jaxdist.dsgd(
@@ -296,9 +298,10 @@ VARIANTS = {  # (build(tx, topology), topology name)
 }
 
 
+# the variants for which 16 workers add nothing to 8
 ON_8_ONLY = ("choco_step_first_ef", "dcd_psgd", "ecd_psgd", "deepsqueeze", "sgp_directed",
              "dsgd_disconnected", "consensus_residual_rule", "momentum_gossiped",
-             "momentum_allreduced", "gradient_gossip", "dmsgd")  # 16 adds nothing for these
+             "momentum_allreduced", "gradient_gossip", "dmsgd", "slowmo")
 
 
 @pytest.mark.parametrize("variant, num_workers", [

@@ -186,6 +186,8 @@ RESUMED = {
     "sgp": lambda: jaxdist.sgp(loss, learning_rate=LR, topology=_column_stochastic()),
     "dmsgd": lambda: jaxdist.dmsgd(loss, helpers_sgd(nesterov=False), learning_rate=LR,
                                    topology=topology.ring(N)),
+    "slowmo": lambda: jaxdist.slowmo(loss, helpers_sgd(), learning_rate=LR,
+                                     topology=topology.ring(N), slow_period=3),
     "adaptive_control": lambda: jaxdist.dsgd(
         loss, learning_rate=LR, topology=topology.ring(N),
         consensus_control=ConsensusControl(0.05, rule="adaptive", max_rounds=5)),
@@ -367,3 +369,24 @@ def test_momentum_baselines_of_table_9_6():
     dsgdm, _ = run_algorithm(jaxdist.dsgd(loss, heavy_ball, learning_rate=LR,
                                           topology=topology.complete(1)), params, one)
     chex.assert_trees_all_close(dmsgd.params, dsgdm.params, rtol=1e-12)
+
+
+def test_slowmo_is_alg_22():
+  """One worker, plain SGD base, tau = 3: the slow momentum and outer step by hand."""
+  with jax.enable_x64(True):
+    batches, params = regression_data(1, steps=7, dtype=np.float64)
+    algorithm = jaxdist.slowmo(loss, learning_rate=LR, topology=topology.complete(1),
+                               slow_period=3, slow_momentum=0.7, slow_lr=0.5)
+    state, _ = run_algorithm(algorithm, params, batches)
+    x = {k: np.asarray(v, np.float64)[None] for k, v in params.items()}
+    outer, m = dict(x), {k: np.zeros_like(v) for k, v in x.items()}
+    for t in range(7):
+      g = {k: np.asarray(v)[None] for k, v in GRAD({k: v[0] for k, v in x.items()},
+                                                   jax.tree.map(lambda b: b[t, 0],
+                                                                batches)).items()}
+      x = {k: x[k] - LR * g[k] for k in x}
+      if (t + 1) % 3 == 0:
+        m = {k: 0.7 * m[k] + (outer[k] - x[k]) / LR for k in x}
+        outer = {k: outer[k] - 0.5 * LR * m[k] for k in x}
+        x = dict(outer)
+    chex.assert_trees_all_close(jax.tree.map(np.asarray, state.params), x, rtol=1e-12)
