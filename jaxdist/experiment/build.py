@@ -235,7 +235,8 @@ def _check_unused_fields(config) -> None:
   algo, schedule = config.algo, optax.constant_schedule(0.1)
   with fields(ALGO_FIELDS):
     compressor(algo)
-    compression.TopK(algo.compress_fraction), compression.QSGD(algo.compress_bits)
+    compression.TopK(algo.compress_fraction, index_bits=algo.index_bits or None)
+    compression.QSGD(algo.compress_bits)
     extrapolation_lib.PastGradient(algo.extrapolation_scale)
     jaxdist.hierarchical_local_sgd(_stand_in_loss, local_steps=algo.local_steps,
                                    block_steps=algo.block_steps, learning_rate=schedule)
@@ -248,6 +249,11 @@ def _check_unused_fields(config) -> None:
     jaxdist.choco_sgd(_stand_in_loss, learning_rate=schedule, topology=graph,
                       compressor=compression.Sign(), consensus_step=0.1, order=algo.choco_order,
                       form=algo.choco_form)
+    jaxdist.shared_momentum(_stand_in_loss, learning_rate=schedule, topology=graph,
+                            momentum_exchange=algo.momentum_exchange)
+    jaxdist.slowmo(_stand_in_loss, learning_rate=schedule, topology=graph,
+                   slow_period=algo.slow_period, slow_momentum=algo.slow_momentum,
+                   slow_lr=algo.slow_lr)
     ConsensusControl(_targets(algo), phase_steps=_stand_in_phases(config),
                      control_phases=tuple(algo.control_phases),
                      exact_phases=tuple(algo.exact_phases), max_rounds=algo.max_gossip_rounds,
