@@ -35,8 +35,9 @@ PyTree = Any
 RULES = ("distance", "adaptive", "residual")
 
 
-class ControlState(NamedTuple):
-  phi_ema: jax.Array  # EMA of phi_t within the phase (the same on every worker)
+# phi_ema: the EMA of phi_t within the phase (the same on every worker)
+ControlState = NamedTuple(  # noqa: UP014 (the API reference cannot read string annotations)
+    "ControlState", [("phi_ema", Any)])
 
 
 def xi_max_per_phase(distance, phase_steps: Sequence[int], first_step: int = 1) -> tuple:

@@ -29,10 +29,9 @@ from jaxdist.optim.schedules import as_schedule
 PyTree = Any
 
 
-class QGAdamState(NamedTuple):
-  count: jax.Array
-  mu: PyTree  # mhat, rebuilt from the model difference after gossip
-  nu: PyTree  # vhat
+# steps (for the schedule); mhat and vhat, rebuilt from the model difference after gossip
+QGAdamState = NamedTuple(  # noqa: UP014 (the API reference cannot read string annotations)
+    "QGAdamState", [("count", Any), ("mu", Any), ("nu", Any)])
 
 
 def qg_adam(learning_rate, *, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
