@@ -1,4 +1,5 @@
-"""Time per iteration of CHOCO-SGD (top-1%) against exact D-SGD, and the bits it sends.
+"""Time per iteration of CHOCO-SGD (top-1%) against exact D-SGD, and the bits it sends; time per
+epoch on the convex problem against a numpy implementation that loops over the workers.
 
 Logistic regression (d features + bias, synthetic binary labels) on n workers in a ring, batch 32
 per worker, Nesterov SGD; each worker runs the local step and one gossip round per iteration.
@@ -12,7 +13,14 @@ Bits: the `comm/bits_sent` metric in one round (the runner's mean over the worke
 the same on a ring), and the count by hand for top-1%: per tensor
 2 * 32 * max(1, floor(size / 100)) bits (values and indices), to 2 ring neighbours.
 
+Epoch (`--cases epoch`): reproduce/choco_bits.py's convex problem (w8a-shaped logistic
+regression) at d = 200, n = 8 and 16 on a ring, plain SGD, one sample per worker per iteration,
+4000 worker-steps an epoch (500 iterations at n = 8), in float32 and float64: plain D-SGD, CHOCO
+top-1% and CHOCO qsgd 4-bit. The reference is numpy with a Python loop over the workers (what a
+simulation without JAX looks like); ours is one chunk of the library's runner per epoch.
+
   python benchmarks/choco_step_time.py [--workers 8 16 64] [--dim 2000] [--steps 50]
+                                       [--cases iteration epoch]
 """
 
 import argparse
@@ -89,13 +97,140 @@ class Case:
     return 1e3 * float(np.median(self.times)) / self.steps
 
 
+EPOCH_WORKER_STEPS, EPOCH_DIM = 4000, 200
+
+
+def w8a_shaped(dim, size=8000, seed=0):
+  """reproduce/choco_bits.py's stand-in for w8a: sparse binary rows, +-1 labels."""
+  rng = np.random.default_rng(seed)
+  frequency = np.minimum(0.5, 2.0 / np.sqrt(1 + np.arange(dim)))
+  frequency *= 12 / frequency.sum()
+  a = (rng.random((size, dim)) < rng.permutation(frequency)).astype(np.float64)
+  score = a @ (rng.normal(size=dim) * (rng.random(dim) < 0.5)) + rng.logistic(size=size)
+  return a, np.where(score > np.quantile(score, 0.9), 1.0, -1.0)
+
+
+def numpy_epoch(method, a, b, picks, lam, lr, gamma, rng):
+  """One epoch in numpy, a Python loop over the workers: D-SGD, or CHOCO-SGD (Alg. 2) with
+  top-1% or qsgd 4-bit; ring weights 1/3."""
+  steps, n = picks.shape
+  dim = a.shape[1]
+  x = np.zeros((n, dim))
+  xhat, s = np.zeros((n, dim)), np.zeros((n, dim))
+  k, levels = max(1, dim // 100), 8
+  tau = 1 + min(dim / levels**2, np.sqrt(dim) / levels)
+  for t in range(steps):
+    if method != "dsgd":
+      q = np.empty((n, dim))
+      for i in range(n):
+        x[i] += gamma * (s[i] - xhat[i])
+        v = x[i] - xhat[i]
+        if method == "top_k":
+          q[i] = 0.0
+          kept = np.argpartition(-np.abs(v), k)[:k]
+          q[i, kept] = v[kept]
+        else:
+          norm = np.linalg.norm(v) or 1.0
+          level = np.floor(levels * np.abs(v) / norm + rng.random(dim))
+          q[i] = norm * np.sign(v) * level / levels / tau
+        xhat[i] += q[i]
+      for i in range(n):
+        s[i] += (q[i - 1] + q[i] + q[(i + 1) % n]) / 3
+    half = np.empty((n, dim))
+    for i in range(n):
+      row, label = a[picks[t, i]], b[picks[t, i]]
+      sigma = 1 / (1 + np.exp(label * (row @ x[i])))
+      half[i] = x[i] - lr * (-label * sigma * row + lam * x[i])
+    if method == "dsgd":
+      x = np.stack([(half[i - 1] + half[i] + half[(i + 1) % n]) / 3 for i in range(n)])
+    else:
+      x = half
+  return x
+
+
+class EpochCase:
+  """One epoch of the library's runner on the convex problem."""
+
+  def __init__(self, method, n, dtype, a, b, picks, lam, lr, gamma):
+    def loss(params, model_state, batch, rng):
+      del rng
+      margin = batch["b"] * (batch["a"] @ params)
+      value = jnp.mean(jnp.logaddexp(0.0, -margin)) + 0.5 * lam * jnp.sum(params * params)
+      return value, (model_state, {})
+
+    common = dict(learning_rate=lr, topology=topology.ring(n), measure_consensus=False)
+    if method == "dsgd":
+      algorithm = jaxdist.dsgd(loss, optax.sgd, **common)
+    else:
+      compressor = compression.TopK(0.01) if method == "top_k" else compression.QSGD(4)
+      algorithm = jaxdist.choco_sgd(loss, optax.sgd, compressor=compressor,
+                                    consensus_step=gamma, **common)
+    steps = picks.shape[0]
+    a, b = a.astype(dtype), b.astype(dtype)
+    data = jaxdist.data.from_function(
+        lambda t, i: {"a": a[picks[t % steps, i]][None], "b": b[picks[t % steps, i]][None]})
+    self.runner = jaxdist.Runner(algorithm, data, num_workers=n, steps_per_chunk=steps)
+    self.state = self.runner.init(jnp.zeros(a.shape[1], dtype))
+    self.batches = self.runner.batches(0, steps)
+    self.times = []
+    self.run()  # compile and warm up
+
+  def run(self):
+    started = time.perf_counter()
+    self.state, metrics = self.runner.train(self.state, self.batches)
+    jax.block_until_ready((self.state, metrics))
+    return time.perf_counter() - started
+
+
+def epoch_cases(workers, repeats):
+  a, b = w8a_shaped(EPOCH_DIM)
+  lam, lr, gammas = 1 / len(b), 0.5, {"dsgd": None, "top_k": 0.04, "qsgd": 0.4}
+  print(f"\nEpoch on the convex problem: d = {EPOCH_DIM}, ring, one sample per worker per "
+        f"iteration, {EPOCH_WORKER_STEPS} worker-steps; medians of {repeats} epochs, taken in "
+        "turns.\n")
+  header = (f"{'n':>3} {'method':>6} | {'numpy ms':>9} | {'ours fp32 ms':>12} {'faster':>7} | "
+            f"{'ours fp64 ms':>12} {'faster':>7}")
+  print(header)
+  print("-" * len(header))
+  for n in workers:
+    picks = np.random.default_rng(n).integers(0, len(b), size=(EPOCH_WORKER_STEPS // n, n))
+    for method, gamma in gammas.items():
+      ours = {}
+      for dtype in ("float32", "float64"):
+        with jax.enable_x64(dtype == "float64"):
+          ours[dtype] = EpochCase(method, n, np.dtype(dtype), a, b, picks, lam, lr, gamma)
+      reference = []
+      for _ in range(repeats):
+        for dtype, case in ours.items():
+          with jax.enable_x64(dtype == "float64"):
+            case.times.append(case.run())
+        started = time.perf_counter()
+        numpy_epoch(method, a, b, picks, lam, lr, gamma, np.random.default_rng(0))
+        reference.append(time.perf_counter() - started)
+      ref = 1e3 * float(np.median(reference))
+      ms = {dtype: 1e3 * float(np.median(case.times)) for dtype, case in ours.items()}
+      print(f"{n:>3} {method:>6} | {ref:>9.1f} | {ms['float32']:>12.2f} "
+            f"{ref / ms['float32']:>6.1f}x | {ms['float64']:>12.2f} "
+            f"{ref / ms['float64']:>6.1f}x", flush=True)
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--workers", type=int, nargs="+", default=[8, 16, 64])
+  parser.add_argument("--epoch_workers", type=int, nargs="+", default=[8, 16])
   parser.add_argument("--dim", type=int, default=2000)
   parser.add_argument("--steps", type=int, default=50)
   parser.add_argument("--repeats", type=int, default=15)
+  parser.add_argument("--cases", nargs="+", choices=("iteration", "epoch"),
+                      default=["iteration", "epoch"])
   args = parser.parse_args()
+  if "iteration" in args.cases:
+    iteration_cases(args)
+  if "epoch" in args.cases:
+    epoch_cases(args.epoch_workers, args.repeats)
+
+
+def iteration_cases(args):
   print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {len(jax.devices())} devices, "
         f"{os.cpu_count()} cores; logistic regression d={args.dim}, batch {BATCH}/worker, ring; "
         f"medians of {args.repeats} scans of {args.steps} steps, taken in turns.\n"

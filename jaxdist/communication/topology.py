@@ -1,6 +1,7 @@
 """Communication topologies and their mixing matrices ([Lin22] §4.4, Table 4.2; App. 14.5.1).
 
-A mixing matrix W is symmetric and doubly stochastic; worker i's gossip step is
+A mixing matrix W is symmetric and doubly stochastic (the directed exponential graph of SGP is
+column stochastic and not symmetric); worker i's gossip step is
 x_i <- sum_j W[i, j] x_j. Static graphs get the thesis's max-degree weights
 w_ij = 1 / max(deg_i, deg_j) with the self-loop counted in the degree (without it an even ring is
 periodic and never reaches consensus), diagonal 1 - sum of the row.
@@ -11,7 +12,8 @@ the expected matrix E[W]. Graphs come from networkx generators; `make(name, n)` 
 name.
 
     jaxdist.topology.ring(16), torus(16), complete(8), exponential(16), one_peer_exponential(16),
-    bipartite_exponential(16), random_matching(16), social()
+    bipartite_exponential(16), random_matching(16), social(), disconnected(16),
+    directed_exponential(16)
 """
 
 from __future__ import annotations
@@ -49,10 +51,12 @@ def circulant_adjacency(n: int, offsets) -> np.ndarray:
 
 
 def spectral_gap(w: np.ndarray) -> float:
-  """rho = 1 - |lambda_2(W)|, the second largest eigenvalue in absolute value."""
+  """rho = 1 - |lambda_2(W)|, the second largest eigenvalue in absolute value (of a directed
+  graph's matrix too)."""
   if len(w) == 1:
     return 1.0
-  eigenvalues = np.sort(np.abs(np.linalg.eigvalsh(w)))
+  symmetric = np.allclose(w, w.T)
+  eigenvalues = np.sort(np.abs(np.linalg.eigvalsh(w) if symmetric else np.linalg.eigvals(w)))
   return float(1.0 - eigenvalues[-2])
 
 
@@ -99,10 +103,11 @@ class Topology:
 
   @functools.cached_property
   def degrees(self) -> np.ndarray:
-    """[period, n]: neighbours (self excluded) each worker exchanges with at each phase."""
+    """[period, n]: neighbours (self excluded) each worker sends to at each phase (W[j, i] != 0:
+    j receives from i)."""
     if not self.period:
       return np.full((1, self.n), 1 if self.n > 1 else 0)
-    return np.stack([(w != 0).sum(1) - 1 for w in self.matrices])
+    return np.stack([(w != 0).sum(0) - 1 for w in self.matrices])
 
   @property
   def max_degree(self) -> int:
@@ -185,6 +190,19 @@ def one_peer_exponential(n: int) -> Topology:
   return Topology("one_peer_exponential", n, tuple(matrices) or (np.eye(n),))
 
 
+def directed_exponential(n: int) -> Topology:
+  """The directed one-peer exponential graph of SGP (Assran et al. 2019; [Lin22] Table 9.3):
+  at round t worker i keeps half and pushes half to i + 2^(t mod (floor(log2(n - 1)) + 1)).
+  Column stochastic (so push-sum de-biases it); here also row stochastic, not symmetric."""
+  _check_size(n)
+  matrices = []
+  for hop in exponential_hops(n):
+    w = 0.5 * np.eye(n)
+    w[(np.arange(n) + hop) % n, np.arange(n)] += 0.5  # W[receiver, sender]
+    matrices.append(w)
+  return Topology("directed_exponential", n, tuple(matrices) or (np.eye(n),))
+
+
 def bipartite_exponential(n: int) -> Topology:
   """Odd workers cycle through even partners i + 2^k - 1, one peer per round (App. 14.5.1)."""
   _check_size(n)
@@ -192,6 +210,12 @@ def bipartite_exponential(n: int) -> Topology:
     raise ArgumentError("topology", f"a bipartite graph needs an even number of workers, got {n}",
                         "an even number of workers")
   return Topology("bipartite_exponential", n, tuple(_bipartite_matchings(n)) or (np.eye(n),))
+
+
+def disconnected(n: int) -> Topology:
+  """No edges, W = I: every worker trains alone (the floor of Table 4.1-style comparisons)."""
+  _check_size(n)
+  return Topology("disconnected", n, (np.eye(n),))
 
 
 def random_matching(n: int) -> Topology:
@@ -213,7 +237,8 @@ def social(n: int = SOCIAL_SIZE) -> Topology:
 _BY_NAME = {"ring": ring, "torus": torus, "complete": complete, "exponential": exponential,
             "one_peer_exponential": one_peer_exponential,
             "bipartite_exponential": bipartite_exponential, "random_matching": random_matching,
-            "social": social}
+            "directed_exponential": directed_exponential,
+            "social": social, "disconnected": disconnected}
 TOPOLOGIES = tuple(_BY_NAME)
 
 

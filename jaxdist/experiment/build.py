@@ -38,7 +38,9 @@ from jaxdist.optim import optimizers, schedules
 from jaxdist.training.runner import ON_NONFINITE, Runner
 
 LOCAL = ("minibatch_sgd", "local_sgd", "post_local_sgd", "hierarchical_local_sgd", "ef_sign_sgd")
-DECENTRALIZED = ("dsgd", "qg_dsgdm", "d2", "d2_plus", "gradient_tracking", "choco_sgd")
+DECENTRALIZED = ("dsgd", "qg_dsgdm", "d2", "d2_plus", "gradient_tracking", "choco_sgd",
+                 "dcd_psgd", "ecd_psgd", "deepsqueeze", "sgp", "shared_momentum",
+                 "gradient_gossip", "dmsgd", "slowmo")
 ALGORITHMS = LOCAL + DECENTRALIZED
 COMPRESSIONS = ("none", "sign", "ef_sign", "sign_majority")
 SIGN_STEP_RATE_LIMIT = 0.02  # above it, sign steps break models without normalisation layers
@@ -56,7 +58,13 @@ ALGO_FIELDS = {
     "global_momentum": "algo.global_momentum", "switch_step": "algo.switch_samples",
     "scale": "algo.extrapolation_scale", "extrapolation": "algo.extrapolation",
     "qg_mu": "algo.qg_mu", "qg_period": "algo.qg_period",
-    "consensus_step": "algo.consensus_step", "consensus_target": "algo.consensus_target",
+    "consensus_step": "algo.consensus_step", "order": "algo.choco_order",
+    "public_init": "algo.public_init", "form": "algo.choco_form",
+    "index_bits": "algo.index_bits", "b1": "optim.b1", "b2": "optim.b2", "eps": "optim.eps",
+    "consensus_target": "algo.consensus_target", "consensus_rule": "algo.consensus_rule",
+    "ema_decay": "algo.consensus_ema", "momentum_exchange": "algo.momentum_exchange",
+    "slow_period": "algo.slow_period", "slow_momentum": "algo.slow_momentum",
+    "slow_lr": "algo.slow_lr",
     "max_gossip_rounds": "algo.max_gossip_rounds", "control_phases": "algo.control_phases",
     "exact_phases": "algo.exact_phases", "compressor": "algo.compressor",
     "fraction": "algo.compress_fraction", "bits": "algo.compress_bits",
@@ -278,7 +286,8 @@ def _check_unused_fields(config) -> None:
   algo, schedule = config.algo, optax.constant_schedule(0.1)
   with fields(ALGO_FIELDS):
     compressor(algo)
-    compression.TopK(algo.compress_fraction), compression.QSGD(algo.compress_bits)
+    compression.TopK(algo.compress_fraction, index_bits=algo.index_bits or None)
+    compression.QSGD(algo.compress_bits)
     extrapolation_lib.PastGradient(algo.extrapolation_scale)
     jaxdist.hierarchical_local_sgd(_stand_in_loss, local_steps=algo.local_steps,
                                    block_steps=algo.block_steps, learning_rate=schedule)
@@ -287,15 +296,29 @@ def _check_unused_fields(config) -> None:
     graph = topology.ring(config.workers.num_workers)
     jaxdist.qg_dsgdm(_stand_in_loss, learning_rate=schedule, topology=graph, qg_mu=algo.qg_mu,
                      qg_period=algo.qg_period)  # topology.exchange: checked by algorithm()
-    ChocoGossip(Gossip(graph), compression.Sign(), algo.consensus_step)
-    ConsensusControl(algo.consensus_target, phase_steps=_stand_in_phases(config),
+    ChocoGossip(Gossip(graph), compression.Sign(), algo.consensus_step, algo.public_init)
+    jaxdist.choco_sgd(_stand_in_loss, learning_rate=schedule, topology=graph,
+                      compressor=compression.Sign(), consensus_step=0.1, order=algo.choco_order,
+                      form=algo.choco_form)
+    jaxdist.shared_momentum(_stand_in_loss, learning_rate=schedule, topology=graph,
+                            momentum_exchange=algo.momentum_exchange)
+    jaxdist.slowmo(_stand_in_loss, learning_rate=schedule, topology=graph,
+                   slow_period=algo.slow_period, slow_momentum=algo.slow_momentum,
+                   slow_lr=algo.slow_lr)
+    ConsensusControl(_targets(algo), phase_steps=_stand_in_phases(config),
                      control_phases=tuple(algo.control_phases),
-                     exact_phases=tuple(algo.exact_phases), max_rounds=algo.max_gossip_rounds)
+                     exact_phases=tuple(algo.exact_phases), max_rounds=algo.max_gossip_rounds,
+                     rule=algo.consensus_rule, ema_decay=algo.consensus_ema)
   masks = config.masking
   with fields(MASKING_FIELDS):
     masking.Pruning("dpf", masks.sparsity, masks.recompute_every, 1, 2,
                     granularity=masks.granularity, thresholds=masks.thresholds)
     masking.LearnedMask(masks.initial_sparsity, masks.skip_layers)
+
+
+def _targets(algo):
+  """algo.phase_targets (one per phase) if given, else algo.consensus_target."""
+  return tuple(algo.phase_targets) or algo.consensus_target
 
 
 def _stand_in_loss(params, model_state, batch, rng):
@@ -422,7 +445,7 @@ def compressor(algo) -> compression.Compressor:
     if name == "identity":
       return compression.Identity()
     if name == "top_k":
-      return compression.TopK(algo.compress_fraction)
+      return compression.TopK(algo.compress_fraction, index_bits=algo.index_bits or None)
     if name == "random_k":
       return compression.RandomK(algo.compress_fraction, unbiased=unbiased)
     if name == "sign":
@@ -473,20 +496,44 @@ def algorithm(config, loss_fn, schedule: optax.Schedule, *, phase_steps: tuple[i
                          measure_consensus=algo.measure_consensus, **common)
     if name == "choco_sgd":
       return jaxdist.choco_sgd(loss_fn, tx, compressor=compressor(algo),
-                                  consensus_step=algo.consensus_step, **decentralized)
+                               consensus_step=algo.consensus_step, order=algo.choco_order,
+                               public_init=algo.public_init, form=algo.choco_form,
+                               **decentralized)
+    if name in ("dcd_psgd", "ecd_psgd"):
+      return getattr(jaxdist, name)(loss_fn, tx, compressor=compressor(algo), **decentralized)
+    if name == "deepsqueeze":
+      return jaxdist.deepsqueeze(loss_fn, tx, compressor=compressor(algo),
+                                 consensus_step=algo.consensus_step, **decentralized)
     if name in ("d2", "d2_plus"):
       return getattr(jaxdist, name)(loss_fn, tx, **decentralized)
     if name == "gradient_tracking":
       return jaxdist.gradient_tracking(loss_fn, tx, **decentralized)
-    control = ConsensusControl(algo.consensus_target, phase_steps=phase_steps,
+    if name in ("sgp", "gradient_gossip"):
+      return getattr(jaxdist, name)(loss_fn, tx, **decentralized)
+    if name == "shared_momentum":
+      return jaxdist.shared_momentum(loss_fn, tx, momentum_exchange=algo.momentum_exchange,
+                                     **decentralized)
+    if name == "dmsgd":
+      return jaxdist.dmsgd(loss_fn, tx, qg_mu=algo.qg_mu, **decentralized)
+    if name == "slowmo":
+      return jaxdist.slowmo(loss_fn, tx, slow_period=algo.slow_period,
+                            slow_momentum=algo.slow_momentum, slow_lr=algo.slow_lr,
+                            **decentralized)
+    control = ConsensusControl(_targets(algo), phase_steps=phase_steps,
                                control_phases=tuple(algo.control_phases),
                                exact_phases=tuple(algo.exact_phases),
-                               max_rounds=algo.max_gossip_rounds)
-    if not (algo.consensus_target or algo.exact_phases):
+                               max_rounds=algo.max_gossip_rounds, rule=algo.consensus_rule,
+                               ema_decay=algo.consensus_ema)
+    if not (control.target or algo.exact_phases):
       control = None  # one gossip round a step
     if name == "dsgd":
       return jaxdist.dsgd(loss_fn, tx, consensus_control=control, seed=config.seed,
                              **decentralized)
+    if config.optim.optimizer == "adam":  # QG-DAdam, Alg. 19's Adam
+      optim = config.optim
+      return jaxdist.qg_dadam(loss_fn, b1=optim.b1, b2=optim.b2, eps=optim.eps,
+                              weight_decay=optim.weight_decay, qg_period=algo.qg_period,
+                              consensus_control=control, seed=config.seed, **decentralized)
     return jaxdist.qg_dsgdm(loss_fn, tx, qg_mu=algo.qg_mu, qg_period=algo.qg_period,
                                adam_betas=(config.optim.b1, config.optim.b2),
                                consensus_control=control, seed=config.seed, **decentralized)

@@ -24,7 +24,9 @@ def default() -> ml_collections.ConfigDict:
   c.algo = dict(
       # minibatch_sgd | local_sgd | post_local_sgd | hierarchical_local_sgd | ef_sign_sgd
       # (centralized EF-signSGD); decentralized:
-      # dsgd | qg_dsgdm | d2 | d2_plus | gradient_tracking | choco_sgd
+      # dsgd | qg_dsgdm | d2 | d2_plus | gradient_tracking | choco_sgd | dcd_psgd | ecd_psgd |
+      # deepsqueeze | sgp (push-sum, for topology.name=directed_exponential) | shared_momentum |
+      # gradient_gossip | dmsgd | slowmo
       name="local_sgd",
       local_steps=4,  # H: local steps between averagings
       block_steps=1,  # H_b (hierarchical): node averagings between two global ones
@@ -45,20 +47,33 @@ def default() -> ml_collections.ConfigDict:
       extrapolation_scale=1.0,  # eta_hat = scale * lr / K
       qg_mu=0.9,  # qg_dsgdm: mu of the quasi-global buffer
       qg_period=1,  # qg_dsgdm: tau, steps between buffer updates (Alg. 20)
-      compressor="sign",  # choco_sgd: identity | top_k | random_k | sign | qsgd
+      momentum_exchange="allreduce",  # shared_momentum: the buffer allreduce | gossip
+      slow_period=12,  # slowmo: tau, base steps between outer steps (Alg. 22)
+      slow_momentum=0.7,  # slowmo: beta
+      slow_lr=1.0,  # slowmo: alpha
+      compressor="sign",  # choco_sgd, dcd/ecd_psgd, deepsqueeze: identity | top_k | random_k |
+      # sign | qsgd
       compress_fraction=0.01,  # choco_sgd: a for top_k and random_k
       compress_bits=4,  # choco_sgd: b for qsgd
       compress_unbiased=False,  # unbiased random_k / qsgd (not for CHOCO)
       consensus_step=0.45,  # choco_sgd: gamma (tune per compressor, [Lin22] Table 13.1)
+      choco_order="gossip_first",  # choco_sgd: gossip_first (Alg. 2) | step_first (Koloskova)
+      public_init="zero",  # choco_sgd: public copies start at zero (L1084) | x0
+      choco_form="public_copies",  # choco_sgd: public_copies (Alg. 2) | error_feedback (Alg. 15)
+      index_bits=0,  # top_k: bits an index costs; 0 = ceil(log2 d), or 32
       measure_consensus=True,  # decentralized: consensus distance every step (an all-reduce)
       consensus_target=0.0,  # dsgd, qg_dsgdm: gossip until Xi <= target; 0 = no control
+      phase_targets=(),  # one target per learning-rate phase instead of consensus_target
+      consensus_rule="distance",  # distance: Xi <= target | adaptive: Xi <= target * phi_ema |
+      # residual: Theta < target * phi_ema (target = q)
+      consensus_ema=0.9,  # decay of phi_ema, the EMA of the mean gradient norm in a phase
       control_phases=(),  # learning-rate phases (0, 1, ...) under control; empty = all
       exact_phases=(),  # phases that all-reduce instead of gossiping ("dec-phase-x" runs)
       max_gossip_rounds=100,  # cap on gossip rounds per step under control
   )
   c.topology = dict(
       # ring | torus | complete | exponential | one_peer_exponential | bipartite_exponential |
-      # random_matching | social
+      # random_matching | social | disconnected (W = I) | directed_exponential (SGP)
       name="ring",
       exchange="auto",  # auto | shift (ppermute per neighbour) | dense (all-gather) | mean
   )

@@ -73,46 +73,112 @@ class CNN(nn.Module):
     return nn.Dense(self.num_classes)(x)
 
 
+class EvoNormS0(nn.Module):
+  """EvoNorm-S0 (Liu et al. 2020; [Lin22] ch. 9): x sigmoid(v x) / std_group(x) gamma + beta, the
+  std over the spatial positions and the channels of each of `groups` groups; no batch
+  statistics. `nonlinear=False` drops the sigmoid gate (where BatchNorm has no ReLU after)."""
+
+  groups: int = 2
+  nonlinear: bool = True
+  epsilon: float = 1e-5
+
+  @nn.compact
+  def __call__(self, x):
+    channels = x.shape[-1]
+    groups = min(self.groups, channels)
+    shape = (1,) * (x.ndim - 1) + (channels,)
+    gamma = self.param("scale", nn.initializers.ones, (channels,)).reshape(shape)
+    beta = self.param("bias", nn.initializers.zeros, (channels,)).reshape(shape)
+    grouped = x.reshape(*x.shape[:-1], groups, channels // groups)
+    axes = (*range(1, x.ndim - 1), x.ndim)  # spatial positions and the channels of a group
+    std = jnp.sqrt(jnp.var(grouped, axis=axes, keepdims=True) + self.epsilon)
+    if self.nonlinear:
+      v = self.param("v", nn.initializers.ones, (channels,)).reshape(shape)
+      grouped = (x * nn.sigmoid(v * x)).reshape(grouped.shape)
+    return (grouped / std).reshape(x.shape) * gamma + beta
+
+
+NORMS = ("batch", "group", "evonorm")
+
+
+def _normalize(kind: str, train: bool, activate: bool):
+  """Norm (and ReLU if `activate`): BatchNorm, GroupNorm with 2 groups ([Lin22] ch. 9), or
+  EvoNorm-S0 (its gate is the activation)."""
+  if kind == "evonorm":
+    return EvoNormS0(groups=2, nonlinear=activate)
+  if kind == "group":
+    norm = nn.GroupNorm(num_groups=2, epsilon=1e-5)
+  else:
+    norm = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)
+  return (lambda x: nn.relu(norm(x))) if activate else norm
+
+
 class BasicBlock(nn.Module):
   features: int
   strides: int
+  norm: str = "batch"
 
   @nn.compact
   def __call__(self, x, train: bool):
-    norm = lambda: nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)
     window = (3,) * (x.ndim - 2)
     y = nn.Conv(self.features, window, self.strides, use_bias=False, kernel_init=_he_normal)(x)
-    y = nn.relu(norm()(y))
+    y = _normalize(self.norm, train, True)(y)
     y = nn.Conv(self.features, window, use_bias=False, kernel_init=_he_normal)(y)
-    y = norm()(y)
+    y = _normalize(self.norm, train, False)(y)
     if x.shape[-1] != self.features or self.strides != 1:
       x = nn.Conv(self.features, (1,) * (x.ndim - 2), self.strides, use_bias=False,
                   kernel_init=_he_normal)(x)
-      x = norm()(x)
+      x = _normalize(self.norm, train, False)(x)
     return nn.relu(x + y)
 
 
 class ResNet(nn.Module):
-  """CIFAR ResNet (He et al. 2016): depth 6n+2, three stages of 16/32/64 filters, BatchNorm."""
+  """CIFAR ResNet (He et al. 2016): depth 6n+2, three stages of 16/32/64 filters; BatchNorm,
+  GroupNorm (2 groups) or EvoNorm-S0 (`norm`, [Lin22] ch. 9, Table 9.1)."""
 
   blocks_per_stage: int
   num_classes: int
   width: int = 16
+  norm: str = "batch"
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     x = _with_channels(x)
     x = nn.Conv(self.width, (3,) * (x.ndim - 2), use_bias=False, kernel_init=_he_normal)(x)
-    x = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)(x))
+    x = _normalize(self.norm, train, True)(x)
     for stage in range(3):
       for block in range(self.blocks_per_stage):
         strides = 2 if stage > 0 and block == 0 else 1
-        x = BasicBlock(self.width * 2**stage, strides)(x, train)
+        x = BasicBlock(self.width * 2**stage, strides, self.norm)(x, train)
     x = jnp.mean(x, axis=tuple(range(1, x.ndim - 1)))
     return nn.Dense(self.num_classes, kernel_init=nn.initializers.normal(0.01))(x)
 
 
-MODELS = ("logistic_regression", "mlp", "cnn", "resnet8", "resnet20")
+VGG11 = (64, "pool", 128, "pool", 256, 256, "pool", 512, 512, "pool", 512, 512, "pool")
+
+
+class VGG(nn.Module):
+  """VGG-11 without normalisation, its widths scaled by `width_factor` (1/2 in [Lin22] ch. 9,
+  Table 9.1); one linear classifier, as the CIFAR variants."""
+
+  num_classes: int
+  width_factor: float = 0.5
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    x = _with_channels(x)
+    window = (3,) * (x.ndim - 2)
+    for layer in VGG11:
+      if layer == "pool":
+        x = nn.max_pool(x, (2,) * (x.ndim - 2), strides=(2,) * (x.ndim - 2), padding="SAME")
+      else:
+        x = nn.relu(nn.Conv(max(1, round(layer * self.width_factor)), window,
+                            kernel_init=_he_normal)(x))
+    return nn.Dense(self.num_classes)(x.reshape(x.shape[0], -1))
+
+
+MODELS = ("logistic_regression", "mlp", "cnn", "resnet8", "resnet20", "resnet20_gn",
+          "resnet20_evonorm", "vgg11")
 
 
 def _module(name: str, num_classes: int, hidden: Sequence[int], features: Sequence[int],
@@ -129,7 +195,11 @@ def _module(name: str, num_classes: int, hidden: Sequence[int], features: Sequen
     return MLP(tuple(hidden), num_classes)
   if name == "cnn":
     return CNN(tuple(features), dense, num_classes)
-  return ResNet(1 if name == "resnet8" else 3, num_classes, width)
+  if name == "vgg11":
+    return VGG(num_classes)
+  norm = {"resnet8": "batch", "resnet20": "batch", "resnet20_gn": "group",
+          "resnet20_evonorm": "evonorm"}[name]
+  return ResNet(1 if name == "resnet8" else 3, num_classes, width, norm)
 
 
 def from_flax(module: nn.Module, example: Any) -> Model:

@@ -37,11 +37,12 @@ def test_complete_graph_dsgd_is_minibatch_sgd():
 
 @pytest.mark.parametrize("graph", ["ring", "exponential"])
 def test_choco_with_identity_compression_and_unit_step_is_dsgd(graph):
-  """Q = identity, gamma = 1: xhat = x_{t+1/2}, s = W x_{t+1/2}, x_{t+1} = W x_{t+1/2}."""
+  """Q = identity, gamma = 1, step first: xhat = x_{t+1/2}, s = W x_{t+1/2},
+  x_{t+1} = W x_{t+1/2}."""
   with jax.enable_x64(True):
     batches, params = regression_data(8, steps=15, dtype=np.float64)
     choco = jaxdist.choco_sgd(loss, sgd(), learning_rate=LR, topology=topology.make(graph, 8),
-                              compressor=Identity(), consensus_step=1.0)
+                              compressor=Identity(), consensus_step=1.0, order="step_first")
     dsgd = jaxdist.dsgd(loss, sgd(), learning_rate=LR, topology=topology.make(graph, 8))
     choco_state, _ = run_algorithm(choco, params, batches)
     dsgd_state, _ = run_algorithm(dsgd, params, batches)
@@ -214,7 +215,9 @@ def test_bits_sent_are_the_analytic_counts():
       (build(jaxdist.dsgd, "ring"), 2 * 32 * D),
       (build(jaxdist.dsgd, "torus"), 4 * 32 * D),
       (build(jaxdist.dsgd, "complete"), 32 * D),  # one all-reduce
-      (choco("ring", compressor=TopK(0.5)), 2 * (2 * 32 * 2 + 2 * 32 * 1)),  # k = 2 of 5, 1 of 1
+      # k = 2 of 5 with 3-bit indices, 1 of 1 with none
+      (choco("ring", compressor=TopK(0.5)), 2 * ((32 + 3) * 2 + 32 * 1)),
+      (choco("ring", compressor=TopK(0.5, index_bits=32)), 2 * (2 * 32 * 2 + 2 * 32 * 1)),
       (choco("ring", compressor=Sign()), 2 * ((5 + 32) + (1 + 32))),
       (choco("ring", compressor=QSGD(4)), 2 * ((4 * 5 + 32) + (4 * 1 + 32))),
   ]
@@ -255,8 +258,7 @@ VARIANTS = {  # (build(tx, topology), topology name)
                    "ring"),
     "qg_multi_step": (lambda tx, g: jaxdist.qg_dsgdm(loss, tx, learning_rate=LR, topology=g,
                                                      qg_period=2), "ring"),
-    "qg_dadam": (lambda tx, g: jaxdist.qg_dsgdm(loss, jaxdist.optim.adam, learning_rate=LR,
-                                                topology=g), "ring"),
+    "qg_dadam": (lambda tx, g: jaxdist.qg_dadam(loss, learning_rate=LR, topology=g), "ring"),
     "d2": (lambda tx, g: jaxdist.d2(loss, tx, learning_rate=LR, topology=g), "ring"),
     "d2_plus": (lambda tx, g: jaxdist.d2_plus(loss, tx, learning_rate=LR, topology=g), "ring"),
     "gradient_tracking": (lambda tx, g: jaxdist.gradient_tracking(loss, tx, learning_rate=LR,
@@ -264,14 +266,47 @@ VARIANTS = {  # (build(tx, topology), topology name)
     "choco_top_k": (_choco(TopK(0.4)), "ring"),
     "choco_random_k": (_choco(RandomK(0.5)), "ring"),
     "choco_qsgd": (_choco(QSGD(8), 0.45), "ring"),
+    "choco_step_first_ef": (lambda tx, g: jaxdist.choco_sgd(
+        loss, tx, learning_rate=LR, topology=g, compressor=TopK(0.4), consensus_step=0.3,
+        order="step_first", form="error_feedback", public_init="x0"), "ring"),
+    "dcd_psgd": (lambda tx, g: jaxdist.dcd_psgd(loss, tx, learning_rate=LR, topology=g,
+                                                compressor=TopK(0.4)), "ring"),
+    "ecd_psgd": (lambda tx, g: jaxdist.ecd_psgd(loss, tx, learning_rate=LR, topology=g,
+                                                compressor=QSGD(8, unbiased=True)), "ring"),
+    "deepsqueeze": (lambda tx, g: jaxdist.deepsqueeze(loss, tx, learning_rate=LR, topology=g,
+                                                      compressor=Sign(), consensus_step=0.1),
+                    "ring"),
+    "sgp_directed": (lambda tx, g: jaxdist.sgp(loss, tx, learning_rate=LR, topology=g),
+                     "directed_exponential"),
+    "momentum_gossiped": (lambda tx, g: jaxdist.shared_momentum(
+        loss, tx, learning_rate=LR, topology=g, momentum_exchange="gossip"), "ring"),
+    "momentum_allreduced": (lambda tx, g: jaxdist.shared_momentum(
+        loss, tx, learning_rate=LR, topology=g), "ring"),
+    "gradient_gossip": (lambda tx, g: jaxdist.gradient_gossip(loss, tx, learning_rate=LR,
+                                                              topology=g), "ring"),
+    "dmsgd": (lambda tx, g: jaxdist.dmsgd(loss, tx, learning_rate=LR, topology=g), "ring"),
+    "slowmo": (lambda tx, g: jaxdist.slowmo(loss, tx, learning_rate=LR, topology=g,
+                                            slow_period=3), "ring"),
+    "dsgd_disconnected": (lambda tx, g: jaxdist.dsgd(loss, tx, learning_rate=LR, topology=g),
+                          "disconnected"),
     "consensus_control": (lambda tx, g: jaxdist.dsgd(
         loss, tx, learning_rate=LR, topology=g,
         consensus_control=ConsensusControl(1e-2, max_rounds=20)), "ring"),
+    "consensus_residual_rule": (lambda tx, g: jaxdist.dsgd(
+        loss, tx, learning_rate=LR, topology=g,
+        consensus_control=ConsensusControl(1e-2, rule="residual", max_rounds=20)), "ring"),
 }
 
 
-@pytest.mark.parametrize("num_workers", [8, 16])
-@pytest.mark.parametrize("variant", VARIANTS)
+# the variants for which 16 workers add nothing to 8
+ON_8_ONLY = ("choco_step_first_ef", "dcd_psgd", "ecd_psgd", "deepsqueeze", "sgp_directed",
+             "dsgd_disconnected", "consensus_residual_rule", "momentum_gossiped",
+             "momentum_allreduced", "gradient_gossip", "dmsgd", "slowmo")
+
+
+@pytest.mark.parametrize("variant, num_workers", [
+    (variant, n) for n in (8, 16) for variant in VARIANTS
+    if n == 8 or variant not in ON_8_ONLY])
 def test_simulated_and_shard_map_give_the_same_numbers(variant, num_workers):
   build, graph = VARIANTS[variant]
   batches, params = regression_data(num_workers, steps=7)
@@ -299,6 +334,9 @@ def test_simulated_and_shard_map_give_the_same_numbers(variant, num_workers):
     (lambda: jaxdist.choco_sgd(loss, learning_rate=LR, topology=topology.random_matching(8),
                                compressor=Sign(), consensus_step=0.1),
      r"topology: CHOCO keeps s_i"),
+    (lambda: jaxdist.choco_sgd(loss, learning_rate=LR, topology=topology.ring(8),
+                               compressor=Sign(), consensus_step=0.1, form="dense"),
+     r"form: unknown value 'dense'"),
     (lambda: jaxdist.dsgd(loss, learning_rate=LR, topology="ring"),
      r"topology: 'ring' is not a topology"),
     (lambda: ConsensusControl(0.1, control_phases=(3,)),

@@ -44,13 +44,36 @@ def test_argument_errors_come_back_naming_the_field():
 @pytest.mark.parametrize("name, kind", [
     ("minibatch_sgd", "MinibatchSGD"), ("local_sgd", "LocalSGD"),
     ("post_local_sgd", "LocalSGD"), ("dsgd", "DSGD"), ("qg_dsgdm", "QGDSGDm"),
-    ("d2_plus", "D2"), ("gradient_tracking", "GradientTracking"), ("choco_sgd", "ChocoSGD")])
+    ("d2_plus", "D2"), ("gradient_tracking", "GradientTracking"), ("choco_sgd", "ChocoSGD"),
+    ("dcd_psgd", "DCDPSGD"), ("ecd_psgd", "ECDPSGD"), ("deepsqueeze", "DeepSqueeze"),
+    ("sgp", "SGP"), ("shared_momentum", "ExchangedMomentum"),
+    ("gradient_gossip", "GradientGossip"), ("dmsgd", "DMSGD"), ("slowmo", "SlowMo")])
 def test_every_algorithm_name_builds_the_library_object(name, kind):
   config = default()
   config.algo.name = name
   algorithm = build.algorithm(config, lambda *a: None, optax.constant_schedule(0.1),
                               phase_steps=(50, 75), switch_step=10)
   assert type(algorithm).__name__ == kind
+
+
+def test_the_decentralized_variants_are_config_fields():
+  config = default()
+  config.algo.update(name="choco_sgd", choco_order="step_first", public_init="x0",
+                     choco_form="error_feedback", compressor="top_k", index_bits=32)
+  choco = build.algorithm(config, lambda *a: None, optax.constant_schedule(0.1),
+                          phase_steps=(), switch_step=0)
+  assert (choco.order, choco.choco.public_init, type(choco.choco).__name__) == (
+      "step_first", "x0", "ErrorFeedbackGossip")
+  assert choco.choco.compressor.message_bits(1000) == 64 * 10
+  config.algo.update(name="qg_dsgdm", consensus_rule="residual", consensus_target=1e-3,
+                     phase_targets=())
+  config.optim.optimizer = "adam"
+  qg = build.algorithm(config, lambda *a: None, optax.constant_schedule(0.1),
+                       phase_steps=(5,), switch_step=0)
+  assert qg.communication.rule == "residual" and "qg_adam" in repr(qg.tx.init)
+  config.algo.choco_order = "later"
+  with pytest.raises(ConfigError, match=r"^algo.choco_order: unknown value 'later'"):
+    build.validate(config)
 
 
 def test_a_config_run_is_the_library_run_with_the_same_pieces(data_dir):

@@ -44,6 +44,45 @@ def test_batchnorm_statistics_change_in_training_only():
   assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.all(a == b)), model_state, evaluated))
 
 
+@pytest.mark.parametrize("name", ["resnet20_gn", "resnet20_evonorm"])
+def test_batch_free_resnets_have_no_model_state_and_do_not_mix_examples(name):
+  """GroupNorm (2 groups) and EvoNorm-S0 ([Lin22] Table 9.1): no batch statistics, so an
+  example's logits do not depend on the rest of its batch."""
+  assert isinstance(models._module(name, 10, (), (), 1, 16), models.ResNet)
+  norm = {"resnet20_gn": "group", "resnet20_evonorm": "evonorm"}[name]
+  x = jax.random.normal(jax.random.PRNGKey(1), (3, 6, 4))  # a one-block-a-stage stand-in
+  model = models.from_flax(models.ResNet(1, 10, width=4, norm=norm), x)
+  params, model_state = model.init(jax.random.PRNGKey(0))
+  assert model_state == {} and len([p for p in jax.tree.leaves(params) if p.ndim == 3]) == 9
+  apply = jax.jit(lambda p, x: model.apply(p, {}, x, True)[0])
+  np.testing.assert_allclose(apply(params, x)[:1], apply(params, x[:1]), rtol=1e-5, atol=1e-6)
+
+
+def test_evonorm_s0_by_hand():
+  """x sigmoid(v x) / std over (positions, channels of the group), 2 groups, times gamma."""
+  x = jax.random.normal(jax.random.PRNGKey(2), (2, 5, 4))
+  norm = models.EvoNormS0(groups=2)
+  params = norm.init(jax.random.PRNGKey(0), x)
+  out = np.asarray(norm.apply(params, x))
+  x = np.asarray(x)
+  groups = x.reshape(2, 5, 2, 2)
+  std = np.sqrt(groups.var(axis=(1, 3), keepdims=True) + 1e-5)
+  expected = ((x / (1 + np.exp(-x))).reshape(groups.shape) / std).reshape(x.shape)
+  np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_vgg11_at_half_width_has_no_normalisation():
+  model = _model("vgg11", (32, 32, 3))
+  params, model_state = jax.eval_shape(model.init, jax.random.PRNGKey(0))
+  convs = [p.shape for p in jax.tree.leaves(params) if len(p.shape) == 4]
+  assert len(convs) == 8 and [c[-1] for c in convs] == [32, 64, 128, 128, 256, 256, 256, 256]
+  assert model_state == {} and not any("Norm" in k for k in params)
+  small = _model("vgg11", (40,))
+  logits = jax.eval_shape(lambda: small.apply(*small.init(jax.random.PRNGKey(0)),
+                                              jnp.ones((2, 40)), True)[0])
+  assert logits.shape == (2, 10)
+
+
 def test_bad_models_are_refused():
   with pytest.raises(ArgumentError, match=r"model: unknown value 'vit'.*'resnet20'"):
     _model("vit", (40,))

@@ -5,7 +5,8 @@ Every worker runs its own optimizer (momentum, Adam moments and BatchNorm statis
 only parameters travel, through `Gossip` rounds over a topology. Every step logs the bits each
 worker sent (each gossip round sends the worker's message to each neighbour; an all-reduce counts
 one model), the gossip rounds, and, unless `measure_consensus=False`, the consensus distance
-Xi = sqrt(mean_i ||x_i - x_bar||^2) after communication (an all-reduce of the model).
+Xi = sqrt(mean_i ||x_i - x_bar||^2) after communication (an all-reduce of the model) and the mean
+local gradient norm phi_t = sqrt(mean_i ||g_i||^2) (`consensus/phi`, a scalar all-reduce).
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import jax
 import jax.numpy as jnp
 
 from jaxdist.algorithms import base
-from jaxdist.communication.gossip import Gossip, consensus_distance
+from jaxdist.communication.gossip import Gossip, consensus_distance, squared_norm
 from jaxdist.communication.topology import Topology
+from jaxdist.core import collectives
 from jaxdist.core.state import per_worker, shared, state_class
 
 PyTree = Any
@@ -30,6 +32,11 @@ class DecentralizedState:
   params: PyTree = per_worker()
   opt_state: PyTree = per_worker()
   model_state: PyTree = per_worker()
+
+
+def metric_dtype(params: PyTree):
+  """The widest float dtype of the parameters, at least float32."""
+  return jnp.result_type(jnp.float32, *[x.dtype for x in jax.tree.leaves(params)])
 
 
 class Decentralized:
@@ -47,6 +54,7 @@ class Decentralized:
   """
 
   needs_rate: str | None = None  # why a subclass needs the learning rate
+  wants_phi: bool = False  # log phi_t even without measure_consensus (consensus control)
 
   def __init__(self, loss_fn: base.LossFn, optimizer: base.Optimizer,
                learning_rate: base.LearningRate = None, *,
@@ -71,12 +79,16 @@ class Decentralized:
     grads, model_state, metrics = base.gradients(self.loss_fn, state.params, state.model_state,
                                                  batch, rng)
     updates, opt_state, half = base.local_update(self.tx, grads, state.opt_state, state.params)
+    if self.measure_consensus or self.wants_phi:  # phi_t, the mean local gradient norm (§5.4)
+      metrics = {**metrics, "consensus/phi": jnp.sqrt(collectives.mean(squared_norm(grads)))}
     return updates, opt_state, half, model_state, metrics
 
   def metrics(self, metrics, params, rounds, messages, message_bits, residual=None):
-    """`rounds` gossip rounds of `messages` messages of `message_bits` bits each."""
-    rounds = jnp.asarray(rounds, jnp.float32)
-    bits = rounds * jnp.asarray(messages, jnp.float32) * float(message_bits)
+    """`rounds` gossip rounds of `messages` messages of `message_bits` bits each; the counts in
+    the parameters' float dtype (a float64 run logs float64)."""
+    dtype = metric_dtype(params)
+    rounds = jnp.asarray(rounds, dtype)
+    bits = rounds * jnp.asarray(messages, dtype) * float(message_bits)
     out = {**metrics, "comm/bits_sent": bits, "comm/rounds": rounds}
     if self.measure_consensus:
       out["consensus/distance"] = consensus_distance(params)

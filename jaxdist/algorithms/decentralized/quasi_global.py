@@ -3,23 +3,74 @@
 D-SGD whose local momentum buffer is replaced after every step by
 m <- mu m + (1 - mu) (x_t - x_{t+1}) / lr_t, the model difference *after* gossip, which carries the
 neighbours' directions (pitfall 7: this step's rate). With Nesterov it is QG-DSGDm-N;
-`period` = tau updates the buffer every tau steps only (Alg. 20). With Adam (Alg. 19, QG-DAdam)
-both moments are rebuilt from d / ||d||.
+`period` = tau updates the buffer every tau steps only (Alg. 20).
+
+QG-DAdam (Alg. 19) runs `qg_adam`, Adam as Alg. 19 writes it: m = b1 mhat + (1 - b1) g,
+v = b2 vhat + (1 - b2) g^2, x <- x - lr m / sqrt(v + eps), no bias correction and epsilon inside
+the square root (lines 4-6; the "ghat" there read as the local gradient g); after gossip both
+buffers are rebuilt from dhat = d / ||d||_2, d = x_t - x_{t+1} (lines 8-11). optax's Adam (bias
+corrected, epsilon outside) is refused.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
+import optax.tree_utils as otu
 
 from jaxdist.algorithms.decentralized.base import DecentralizedState
 from jaxdist.algorithms.decentralized.dsgd import DSGD
 from jaxdist.errors import ArgumentError, check_at_least
+from jaxdist.optim.schedules import as_schedule
 
 PyTree = Any
+
+
+# steps (for the schedule); mhat and vhat, rebuilt from the model difference after gossip
+QGAdamState = NamedTuple(  # noqa: UP014 (the API reference cannot read string annotations)
+    "QGAdamState", [("count", Any), ("mu", Any), ("nu", Any)])
+
+
+def qg_adam(learning_rate, *, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
+            weight_decay: float = 0.0) -> optax.GradientTransformation:
+  """Alg. 19's local Adam step: m = b1 mhat + (1 - b1) g, v = b2 vhat + (1 - b2) g^2, update
+  -lr m / sqrt(v + eps); no bias correction, epsilon inside the square root. The state keeps
+  mhat and vhat, which only `QGDSGDm` moves (from the model difference after gossip).
+
+  Args:
+    learning_rate: a float or a schedule.
+    b1, b2: the moments' decay rates.
+    eps: added to v inside the square root.
+    weight_decay: L2 decay added to the gradient.
+  """
+  for name, beta in (("b1", b1), ("b2", b2)):
+    check_at_least(name, beta, 0)
+    if beta >= 1:
+      raise ArgumentError(name, f"{beta} is not a decay rate", f"0 <= {name} < 1")
+  check_at_least("eps", eps, 0)
+  schedule = as_schedule(learning_rate)
+
+  def init(params):
+    zeros = otu.tree_zeros_like(params)
+    return QGAdamState(jnp.zeros((), jnp.int32), zeros, zeros)
+
+  def update(grads, state, params=None):
+    if weight_decay:
+      grads = jax.tree.map(lambda g, x: g + weight_decay * x, grads, params)
+    lr = schedule(state.count)
+
+    def leaf(g, m, v):
+      m = b1 * m + (1 - b1) * g
+      v = b2 * v + (1 - b2) * g * g
+      return (-lr * m / jnp.sqrt(v + eps)).astype(g.dtype)
+
+    updates = jax.tree.map(leaf, grads, state.mu, state.nu)
+    return updates, state._replace(count=state.count + 1)
+
+  return optax.GradientTransformation(init, update)
 
 
 class QGDSGDm(DSGD):
@@ -45,7 +96,13 @@ class QGDSGDm(DSGD):
 
   def init(self, params, model_state, rng) -> DecentralizedState:
     state = super().init(params, model_state, rng)
-    quasi_global_buffers(state.opt_state)  # fails early without a momentum buffer
+    buffers = quasi_global_buffers(state.opt_state)  # fails early without a momentum buffer
+    alg19 = any(isinstance(node, QGAdamState) for node in jax.tree.leaves(
+        state.opt_state, is_leaf=lambda node: isinstance(node, QGAdamState)))
+    if "nu" in buffers and not alg19:
+      raise ArgumentError("optimizer", "QG-DAdam follows Alg. 19 (no bias correction, epsilon "
+                          "inside the square root), and this Adam does not",
+                          "jaxdist.qg_dadam(...), or quasi_global.qg_adam as the optimizer")
     return state
 
   def after_communication(self, state, opt_state, params):
