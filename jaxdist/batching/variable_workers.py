@@ -102,3 +102,45 @@ def ring_allreduce_update_time(batch, workers, model_bytes: float, network: Netw
   chunk = model_bytes / workers
   allreduce = 2 * (workers - 1) * (network.latency + 8 * chunk / (network.bandwidth * 1e9))
   return _compute_time(batch, workers, compute) + allreduce + compute.update
+
+
+def simulate_schedule(rule, train_size: int, num_epochs: float, *,
+                      examples_per_worker: int = EXAMPLES_PER_WORKER,
+                      max_workers: int | None = None,
+                      update_times: dict | None = None) -> dict[str, float]:
+  """The updates, examples and modelled time of a schedule-only rule, without training.
+
+  For rules that depend on the epoch and the update count only (GeoDamp, Constant, Linear and
+  their -LR twins): B_k and P_k are run forward in one `lax.while_loop` until `num_epochs` epochs
+  of examples are used (S1 Table 1's update counts from its schedules).
+
+  Args:
+    rule: the batch-size rule.
+    train_size: n.
+    num_epochs: epochs of gradient evaluations.
+    examples_per_worker, max_workers: P_k = min(P_max, ceil(B_k / examples_per_worker)).
+    update_times: {name: update_time(batch, workers) -> seconds}; their sums are returned.
+
+  Returns:
+    {"updates", "examples", "max_workers", and one total in seconds per name of update_times}.
+  """
+  update_times = update_times or {}
+  target = num_epochs * train_size
+
+  def cond(carry):
+    return carry[1] < target
+
+  def body(carry):
+    state, examples, updates, most, times = carry
+    state, batch, _ = rule.schedule(state, {"epoch": examples / train_size})
+    state = rule.observe(state, jnp.float32(0), jnp.float32(0))
+    workers = active_workers(batch, examples_per_worker, max_workers)
+    times = {k: times[k] + fn(batch, workers) for k, fn in update_times.items()}
+    return (state, examples + batch.astype(jnp.float32), updates + 1,
+            jnp.maximum(most, workers), times)
+
+  init = (rule.init(), jnp.float32(0), jnp.int32(0), jnp.int32(0),
+          {k: jnp.float32(0) for k in update_times})
+  _, examples, updates, most, times = jax.jit(lambda c: jax.lax.while_loop(cond, body, c))(init)
+  return {"updates": int(updates), "examples": float(examples), "max_workers": int(most),
+          **{k: float(v) for k, v in times.items()}}

@@ -30,6 +30,7 @@ parameter server that receives each of them (S0 L1111).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import jax
@@ -43,6 +44,7 @@ BASES = ("entries", "spectral")
 AGGREGATIONS = ("decompress", "gather")
 
 
+@functools.partial(jax.jit, static_argnums=1)
 def sampling_probabilities(magnitudes: jax.Array, budget: float) -> tuple[jax.Array, jax.Array]:
   """Algorithm 2 (S0 L2428-2445): the variance-optimal p at an expected budget of s atoms.
 
@@ -138,7 +140,7 @@ class Atomo(Compressor):
     else:
       u, sigma, vt = jnp.linalg.svd(_to_matrix(work), full_matrices=False)
       kept = _sample(sigma, self.budget, rng)
-      out = _from_matrix((u * kept) @ vt, x.shape)
+      out = _from_matrix((u * kept[None, :]) @ vt, x.shape)
     return out.astype(x.dtype)
 
   def shape_bits(self, shape: tuple[int, ...]) -> float:
