@@ -11,8 +11,19 @@ Algorithms (`local_sgd`, `choco_sgd`, ...) are built from plain arguments and a 
 `MultiProcess`).
 """
 
-from jaxdist import algorithms, communication, core, data, models, objectives, optim, training
+from jaxdist import (
+    algorithms,
+    batching,
+    communication,
+    core,
+    data,
+    models,
+    objectives,
+    optim,
+    training,
+)
 from jaxdist.algorithms import extrapolation
+from jaxdist.algorithms.compressed_sgd import compressed_sgd
 from jaxdist.algorithms.decentralized import (
     ConsensusControl,
     choco_sgd,
@@ -24,7 +35,7 @@ from jaxdist.algorithms.decentralized import (
 )
 from jaxdist.algorithms.local_sgd import hierarchical_local_sgd, local_sgd, post_local_sgd, sign_sgd
 from jaxdist.algorithms.minibatch import minibatch_sgd
-from jaxdist.communication import compression, topology
+from jaxdist.communication import atomo, compression, topology
 from jaxdist.core import collectives
 from jaxdist.core.layouts import MultiProcess, Sharded, Simulated
 from jaxdist.core.state import per_worker, shared, state_class
@@ -35,10 +46,10 @@ from jaxdist.training import Result, Runner, train
 __version__ = "0.2.0"
 
 __all__ = [
-    "ArgumentError", "ConsensusControl", "MultiProcess", "Result", "Runner", "Sharded",
-    "Simulated", "UserError", "algorithms", "choco_sgd", "classification", "collectives",
-    "communication", "compression", "core", "d2", "d2_plus", "data", "dsgd", "errors",
-    "extrapolation", "gradient_tracking", "hierarchical_local_sgd", "local_sgd", "minibatch_sgd",
-    "models", "objectives", "optim", "per_worker", "post_local_sgd", "qg_dsgdm", "shared",
-    "sign_sgd", "state_class", "topology", "train", "training",
+    "ArgumentError", "ConsensusControl", "MultiProcess", "Result", "Runner", "Sharded", "Simulated",
+    "UserError", "algorithms", "atomo", "batching", "choco_sgd", "classification", "collectives",
+    "communication", "compressed_sgd", "compression", "core", "d2", "d2_plus", "data", "dsgd",
+    "errors", "extrapolation", "gradient_tracking", "hierarchical_local_sgd", "local_sgd",
+    "minibatch_sgd", "models", "objectives", "optim", "per_worker", "post_local_sgd", "qg_dsgdm",
+    "shared", "sign_sgd", "state_class", "topology", "train", "training",
 ]

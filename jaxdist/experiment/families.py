@@ -24,6 +24,7 @@ TRAINING = "training"
 # family name -> module with validate(config) and run(config, workdir)
 FAMILIES: dict[str, str] = {
     TRAINING: "jaxdist.experiment.runs",
+    "batching": "jaxdist.experiment.batching",
 }
 
 
