@@ -246,11 +246,14 @@ class AdaptiveBatchSGD:
     return new, metrics
 
   def _run_chunk(self, state, data, target_examples, *, length):
-    """`length` updates, those past `target_examples` skipped (marked `valid` = 0)."""
+    """`length` updates, those past `target_examples` skipped (not computed; `valid` = 0)."""
+    def skip(state):
+      shapes = jax.eval_shape(lambda s: self.step(s, data)[1], state)
+      return state, jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), shapes)
+
     def body(state, _):
       valid = state.examples < target_examples
-      new, metrics = self.step(state, data)
-      state = jax.tree.map(lambda a, b: jnp.where(valid, a, b), new, state)
+      state, metrics = lax.cond(valid, lambda s: self.step(s, data), skip, state)
       return state, {**metrics, "valid": valid}
 
     return lax.scan(body, state, None, length=length)
