@@ -19,7 +19,7 @@ from tests import helpers
 
 def draws(compressor, g, n):
   keys = jax.random.split(jax.random.PRNGKey(0), n)
-  return jax.jit(jax.vmap(lambda k: compressor(g, k)))(keys)
+  return jax.jit(jax.vmap(lambda k, x: compressor(x, k), in_axes=(0, None)))(keys, g)
 
 
 def test_algorithm_2_probabilities():
