@@ -15,7 +15,6 @@ same loss and accuracy per epoch.
 import functools
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from sklearn.datasets import load_digits
 
