@@ -45,6 +45,7 @@ def test_constant_rule_is_plain_minibatch_sgd(problem):
   plain = jaxdist.train(jaxdist.minibatch_sgd(loss_fn, optax.sgd, learning_rate=0.05), params,
                         data=source, num_workers=1, num_steps=10, steps_per_chunk=10,
                         progress=False)
+  # equal to float rounding: a sum of per-example losses / B against the mean of the batch
   chex.assert_trees_all_close(state.params, plain.deployed()[0], rtol=1e-6, atol=1e-7)
   np.testing.assert_array_equal(trace["batch"], 8)
 
