@@ -1,8 +1,8 @@
 """Batch-size rules against fixed-batch SGD, and ATOMO's time per step ([Sievert] §3.1-3.3).
 
-1. Model updates and wall time until 94% test accuracy, an MLP (64 hidden) on scikit-learn's
+1. Model updates and wall time until 91% test accuracy, an MLP (64 hidden) on scikit-learn's
    digits, Nesterov SGD lr 0.05: fixed B = 16 and B = 256, GeoDamp (16 -> 256, x2 every
-   epoch) and RADADAMP (16 -> 256, rho 0.99); evaluated every 10 updates; wall time of the
+   2 epochs) and RADADAMP (16 -> 256, rho 0.99); evaluated every 10 updates; wall time of the
    training calls only (compiled beforehand), and the number of programs compiled while the
    batch grows.
 2. Time per step of mini-batch SGD with compressed gradients (`jaxdist.compressed_sgd`), an MLP
@@ -25,7 +25,7 @@ import jaxdist
 from jaxdist import batching
 from jaxdist.communication import atomo, compression
 
-TARGET = 0.94
+TARGET = 0.91
 
 
 def digits():
@@ -44,7 +44,7 @@ def rules_to_target():
   sgd = functools.partial(jaxdist.optim.sgd, momentum=0.9, nesterov=True)
   rules = {"fixed B=16": (batching.Constant(16), 16),
            "fixed B=256": (batching.Constant(256), 256),
-           "GeoDamp 16->256": (batching.GeoDamp(16, 256, factor=2.0, delay=1.0), 256),
+           "GeoDamp 16->256": (batching.GeoDamp(16, 256, factor=2.0, delay=2.0), 256),
            "RADADAMP 16->256": (batching.RadaDamp(16, 256, rho=0.99), 256)}
   print(f"1. until {TARGET:.0%} test accuracy (digits, MLP), every 10 updates")
   print(f"{'rule':>18} {'updates':>8} {'epochs':>7} {'seconds':>8} {'programs':>9}")
@@ -55,7 +55,7 @@ def rules_to_target():
     state = trainer.init(params)
     jax.block_until_ready(trainer.run(state, 10))  # compile
     seconds = 0.0
-    while int(state.updates) < 5000:
+    while int(state.updates) < 3000:
       started = time.perf_counter()
       state, _ = trainer.run(state, 10)
       jax.block_until_ready(state.params)
@@ -68,10 +68,10 @@ def rules_to_target():
   base_updates, base_seconds = out["fixed B=16"]
   for name in ("GeoDamp 16->256", "RADADAMP 16->256"):
     updates, seconds = out[name]
-    print(f"   {name}: {base_updates / updates:.2f}x fewer updates and "
-          f"{base_seconds / seconds:.2f}x less wall time than fixed B=16 (one device: the "
-          "updates' examples are computed "
-          "serially, so wall time does not fall with the updates here)")
+    print(f"   {name}: {base_updates / updates:.2f}x fewer updates than fixed B=16, wall time "
+          f"{seconds / base_seconds:.2f}x its (one device computes every update's examples in "
+          "turn, through the fixed-capacity scan; the time per update a growing worker count "
+          "would give is what `variable_workers` models)")
 
 
 def atomo_step_time():
