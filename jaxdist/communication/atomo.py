@@ -5,8 +5,9 @@ probability p_i and scales it by 1/p_i: g_hat = sum_i (t_i / p_i) lambda_i a_i, 
 (p_i), which is unbiased (Lemma 19) with E||g_hat||^2 = sum_i lambda_i^2 / p_i for orthonormal
 atoms. The p minimising that variance at an expected budget of s atoms (Eq. 3.8, Thm. 23) is
 Algorithm 2: p_i = s |lambda_i| / ||lambda||_1 when that is at most 1 ("s-balanced"); otherwise
-the largest atom gets p = 1 and the rest share s - 1, recursively (`sampling_probabilities`, a
-sort and reverse cumulative sums instead of the loop).
+the largest atom gets p = 1 and the rest share s - 1, recursively (`sampling_probabilities`:
+the top ceil(s) atoms ranked by `lax.top_k`, since fewer than s are clipped, and cumulative sums
+instead of the loop).
 
 * `Atomo(budget, basis="entries")`: atoms are the standard basis (lambda = the entries).
 * `Atomo(budget, basis="spectral")`: atoms are u_i v_i^T of the SVD of each layer as a matrix
@@ -35,6 +36,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from jaxdist.communication.compression import FLOAT_BITS, QSGD, Compressor
 from jaxdist.core import collectives
@@ -59,17 +61,19 @@ def sampling_probabilities(magnitudes: jax.Array, budget: float) -> tuple[jax.Ar
     sum_{j > n_s} |lambda_j| / (s - n_s), is computed without dividing by a tiny p (pitfall 3).
   """
   a = jnp.abs(magnitudes).reshape(-1)
-  order = jnp.argsort(-a)
-  ranked = a[order]
-  tails = jnp.cumsum(ranked[::-1])[::-1]  # sum_{j >= i} |lambda_j|
-  left = budget - jnp.arange(a.size, dtype=a.dtype)  # s - i: the budget left at atom i
-  balanced = ranked * left <= tails
-  clipped = jnp.where(jnp.any(balanced), jnp.argmax(balanced), a.size)  # n_s
-  tail = jnp.where(clipped < a.size, tails[jnp.minimum(clipped, a.size - 1)], 0.0)
+  # fewer than s atoms are clipped to 1, so only the top ceil(s) need ranking (lax.top_k)
+  k = min(a.size, math.ceil(budget))
+  top, top_index = lax.top_k(a, k)
+  total = jnp.sum(a)
+  tails = total - jnp.concatenate([jnp.zeros(1, a.dtype), jnp.cumsum(top)[:-1]])
+  left = budget - jnp.arange(k, dtype=a.dtype)  # s - i: the budget left at rank i
+  balanced = top * left <= tails
+  clipped = jnp.where(jnp.any(balanced), jnp.argmax(balanced), k)  # n_s
+  tail = jnp.where(clipped > 0, total - jnp.cumsum(top)[jnp.maximum(clipped - 1, 0)], total)
+  tail = jnp.maximum(tail, 0.0)
   rest = jnp.maximum(budget - clipped, 0.0)
   safe_tail = jnp.where(tail > 0, tail, 1.0)
-  ranks = jnp.empty_like(order).at[order].set(jnp.arange(a.size))
-  is_top = ranks < clipped
+  is_top = jnp.zeros(a.shape, bool).at[top_index].set(jnp.arange(k) < clipped)
   p = jnp.where(is_top, 1.0, jnp.where(tail > 0, a * rest / safe_tail, 0.0))
   p = jnp.where(a > 0, jnp.minimum(p, 1.0), 0.0)
   scale = jnp.where(is_top, a, jnp.where(rest > 0, tail / jnp.maximum(rest, 1e-30), 0.0))
