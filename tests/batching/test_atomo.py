@@ -121,3 +121,19 @@ def test_bits_and_bad_arguments():
     atomo.LqQuantization(0.5)
   with pytest.raises(jaxdist.ArgumentError, match="compressor"):
     compressed_sgd(helpers.linear_regression_loss, learning_rate=0.1, compressor="atomo")
+
+
+def test_compressed_sgd_resumes_bit_exactly(tmp_path):
+  batches, params = helpers.regression_data(4, 6)
+  source = helpers.per_step(batches)
+
+  def fit(steps, directory=None):
+    algorithm = compressed_sgd(helpers.linear_regression_loss, optax.sgd, learning_rate=0.05,
+                               compressor=atomo.Atomo(2.0))
+    return jaxdist.train(algorithm, params, data=source, num_workers=4, num_steps=steps,
+                         steps_per_chunk=3, checkpoint_dir=directory, progress=False)
+
+  unbroken = fit(6)
+  fit(3, str(tmp_path))
+  resumed = fit(6, str(tmp_path))
+  chex.assert_trees_all_equal(resumed.state, unbroken.state)
