@@ -1,6 +1,6 @@
 """ATOMO's estimator, checked ([Sievert] §3.3, App. D; S0 L1121-1188).
 
-1. Unbiasedness (Lemma 19) with Alg. 2's probabilities on the unbalanced example of the digest
+1. Unbiasedness (Lemma 19) with Alg. 2's probabilities on an unbalanced example
    (lambda = [10, 1, 1, 1, .5, .5, .2], s = 3: p = [1, .476, .476, .476, .238, .238, .095]).
 2. Optimality (Thm. 23): sum lambda^2 / p at Alg. 2's p against random feasible p.
 3. The second moment of l_q quantization (Thm. 10): E||L_q(g)||^2 = ||g||_1 ||g||_q for
@@ -33,7 +33,7 @@ def main():
   samples = draws(atomo.Atomo(3.0), lam, 200_000)
   error = float(jnp.max(jnp.abs(samples.mean(0) - lam)))
   print("1. Alg. 2 p =", np.round(np.asarray(p), 3), f"(sum {float(p.sum()):.3f})")
-  print(f"   max |mean of 200k estimates - lambda| = {error:.2g} (digest's pilot: 3e-3)")
+  print(f"   max |mean of 200k estimates - lambda| = {error:.2g} (a numpy pilot: 3e-3)")
   assert error < 0.02
 
   rng = np.random.default_rng(0)

@@ -1,5 +1,5 @@
 """Mini-batch SGD with compressed gradients, loss per iteration against the estimator's variance
-([Sievert] §3.3, S0 L1175-1188; digest §4.4 check 5).
+([Sievert] §3.3, S0 L1175-1188).
 
 Logistic regression (a 64 x 10 weight matrix) on scikit-learn's digits, 4 simulated workers,
 each computing the gradient of its whole shard (375 examples) so that the compressor's variance,

@@ -120,7 +120,7 @@ def main():
           f"{g_ex:,} examples")
   a, s, g = (np.array(c) for c in zip(*rows))
   print(f"\nmedian updates: adaptive {np.median(a):.0f}, SGD {np.median(s):.0f}, GD "
-        f"{np.median(g):.0f} (digest's pilot: 89-97, 538-707, 49; thesis Fig. 3.2: adaptive "
+        f"{np.median(g):.0f} (a numpy pilot: 89-97, 538-707, 49; thesis Fig. 3.2: adaptive "
         "close to GD, far below SGD)")
   assert np.all(a < 0.3 * s) and np.all(a < 3 * g)
   lemma_4(train, optimum)
