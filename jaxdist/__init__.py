@@ -14,6 +14,7 @@ Algorithms (`local_sgd`, `choco_sgd`, ...) are built from plain arguments and a 
 from jaxdist import (
     algorithms,
     asynchrony,
+    batching,
     communication,
     core,
     data,
@@ -25,6 +26,7 @@ from jaxdist import (
     training,
 )
 from jaxdist.algorithms import extrapolation
+from jaxdist.algorithms.compressed_sgd import compressed_sgd
 from jaxdist.algorithms.decentralized import (
     ConsensusControl,
     choco_sgd,
@@ -51,7 +53,7 @@ from jaxdist.algorithms.local_sgd import (
     sign_sgd,
 )
 from jaxdist.algorithms.minibatch import minibatch_sgd
-from jaxdist.communication import compression, topology
+from jaxdist.communication import atomo, compression, topology
 from jaxdist.core import collectives
 from jaxdist.core.layouts import MultiProcess, Sharded, Simulated
 from jaxdist.core.state import per_worker, shared, state_class
@@ -72,11 +74,11 @@ def __getattr__(name):
 
 __all__ = [
     "ArgumentError", "ConsensusControl", "MultiProcess", "Result", "Runner", "Sharded", "Simulated",
-    "UserError", "algorithms", "asynchrony", "choco_sgd", "classification", "collectives",
-    "communication", "compression", "core", "d2", "d2_plus", "data", "dcd_psgd", "deepsqueeze",
-    "dmsgd", "dsgd", "ecd_psgd", "ef_sign_sgd", "errors", "extrapolation", "federated",
-    "gradient_gossip", "gradient_tracking", "hierarchical_local_sgd", "kernels", "local_sgd",
-    "minibatch_sgd", "models", "objectives", "optim", "per_worker", "post_local_sgd", "qg_dadam",
-    "qg_dsgdm", "search", "sgp", "shared", "shared_momentum", "sign_sgd", "slowmo", "state_class",
-    "topology", "train", "training",
+    "UserError", "algorithms", "asynchrony", "atomo", "batching", "choco_sgd", "classification",
+    "collectives", "communication", "compressed_sgd", "compression", "core", "d2", "d2_plus",
+    "data", "dcd_psgd", "deepsqueeze", "dmsgd", "dsgd", "ecd_psgd", "ef_sign_sgd", "errors",
+    "extrapolation", "federated", "gradient_gossip", "gradient_tracking", "hierarchical_local_sgd",
+    "kernels", "local_sgd", "minibatch_sgd", "models", "objectives", "optim", "per_worker",
+    "post_local_sgd", "qg_dadam", "qg_dsgdm", "search", "sgp", "shared", "shared_momentum",
+    "sign_sgd", "slowmo", "state_class", "topology", "train", "training",
 ]

@@ -23,7 +23,7 @@ __all__ = ["AUGMENTATIONS", "DATASETS", "OFFLINE", "PREPARED", "RELABELS", "Data
            "preprocessor", "relabel"]  # the tfds builders register themselves by class name
 
 OFFLINE = ("mnist1d", "mnist1d_large", "digits")
-PREPARED = ("mnist", "cifar10")
+PREPARED = ("mnist", "fashion_mnist", "cifar10")
 DATASETS = OFFLINE + PREPARED
 AUGMENTATIONS = ("none", "crop_flip")
 

@@ -28,6 +28,7 @@ FAMILIES: dict[str, str] = {
     "kernels": "jaxdist.experiment.kernels",
     "federated": "jaxdist.experiment.federated",
     "asynchrony": "jaxdist.experiment.asynchrony",
+    "batching": "jaxdist.experiment.batching",
 }
 
 
