@@ -28,14 +28,16 @@ class Simulated:
   unchanged up to the order of float reductions).
 
   On a CPU host one device runs the K workers' small batched products mostly on one core; split
-  over one device per core they run on all of them (local SGD, K = 8 x 32 on 2 cores: 1.7x ->
-  1.3x the time per example of one model; benchmarks/simulation_overhead.py). JAX makes CPU
-  devices only when asked before it is imported: in a notebook, first
+  over several devices (4 per core works best on 2 cores) their programs overlap on all of them
+  (local SGD, K = 32 x 32: 2.0x -> 1.0-1.1x the time per example of one model;
+  benchmarks/simulation_overhead.py). JAX makes CPU devices only when asked before it is
+  imported: in a notebook, first
 
       import os; os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
       import jax, jaxdist
+      layout = jaxdist.Simulated(devices=0)
 
-  (`python -m launch` does this itself on CPU). `devices=0` takes as many CPU devices as there
+  (`python -m launch` does both itself on CPU). `devices=0` takes as many CPU devices as there
   are and divide the grid evenly (one device elsewhere, or when there is only one).
   """
 
