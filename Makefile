@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint docs bench clean
+.PHONY: demo test lint docs bench bench-torch clean
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ docs: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/simulation_overhead.py
+
+# Against a PyTorch loop over the workers: torch (CPU build) is a benchmark dependency only.
+bench-torch: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
+	  --index-url https://download.pytorch.org/whl/cpu torch==2.13.0+cpu
+	$(BIN)/python benchmarks/torch_loop.py
 
 clean:
 	rm -rf $(VENV) runs docs/api

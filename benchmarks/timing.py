@@ -7,14 +7,20 @@ import jax
 import numpy as np
 
 from jaxdist.experiment import Experiment
+from jaxdist.experiment.config import default
+from jaxdist.training.runner import Runner
 
 
 class Case:
   """One compiled chunk of `steps` steps with its state and batches, ready to be timed."""
 
-  def __init__(self, config, steps: int):
+  def __init__(self, config, steps: int, layout=None):
     self.experiment = Experiment(config)
     self.runner, self.steps = self.experiment.runner, steps
+    if layout is not None:  # the same run with the workers elsewhere
+      r = self.runner
+      self.runner = Runner(r.algorithm, r.data, grid=r.grid, layout=layout,
+                           steps_per_chunk=r.steps_per_chunk, examples_per_step=r.examples_per_step)
     params, model_state = self.experiment.initial_model()
     self.state, self.batches = self.runner.init(params, model_state), self.runner.batches(0, steps)
     started = time.perf_counter()
@@ -47,3 +53,14 @@ def measure(cases, repeats: int) -> None:
   for _ in range(repeats):
     for case in cases:
       case.times.append(case.run())
+
+
+def config(num_workers, batch, algorithm, backend, data_dir, steps: int = 50):
+  """The benchmarks' run: MLP 40-256-256-10 on MNIST-1D, Nesterov SGD, constant step size, H=4."""
+  c = default()
+  c.algo.update(name=algorithm, local_steps=4)
+  c.workers.update(num_workers=num_workers, backend=backend)
+  c.data.update(name="mnist1d_large", batch_size=batch, data_dir=data_dir)
+  c.optim.update(base_lr=0.05, lr_scaling="none", schedule="constant")
+  c.train.update(num_steps=10**6, log_every=steps)
+  return c

@@ -248,7 +248,7 @@ def sharded(shape: Sequence[int], names: Sequence[str], num_devices: int = 0) ->
         f"{num_devices} devices asked for but {len(available)} visible (on CPU, simulate devices "
         f"with XLA_FLAGS=--xla_force_host_platform_device_count={num_devices})",
         f"1..{len(available)}, or 0 for all")
-  per_dim = _split_devices(shape, num_devices)
+  per_dim = split_devices(shape, num_devices)
   if per_dim is None:
     raise ArgumentError(
         "num_workers",
@@ -258,7 +258,7 @@ def sharded(shape: Sequence[int], names: Sequence[str], num_devices: int = 0) ->
   return Workers([GridDim(n, s, k, True) for n, s, k in zip(names, shape, per_dim)], mesh)
 
 
-def _split_devices(shape: tuple[int, ...], num_devices: int) -> tuple[int, ...] | None:
+def split_devices(shape: tuple[int, ...], num_devices: int) -> tuple[int, ...] | None:
   """Devices along each grid dimension, filling the innermost dimension first."""
   left, per_dim = num_devices, []
   for size in reversed(shape):

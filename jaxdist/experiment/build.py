@@ -614,7 +614,8 @@ class Experiment:
                                switch_step=switch, local_steps_warmup=h_warmup)
     shape, _ = config_lib.worker_grid(config)
     with fields(RUN_FIELDS):
-      layout = (Simulated() if config.workers.backend == "simulated" else
+      # simulated: over this host's CPU devices when there are several (one per core, see launch)
+      layout = (Simulated(devices=0) if config.workers.backend == "simulated" else
                 Sharded(config.workers.num_devices))
       self.runner = Runner(self.algorithm, from_arrays(self.dataset.train, sampler), grid=shape,
                            layout=layout, seed=config.seed, steps_per_chunk=config.train.log_every,

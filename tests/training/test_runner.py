@@ -165,6 +165,21 @@ def test_runs_are_bitwise_reproducible_on_a_layout_and_depend_on_the_seed(layout
   assert not np.array_equal(run(0).algorithm.params["w"], run(1).algorithm.params["w"])
 
 
+def test_simulated_workers_spread_over_the_cpu_devices_give_the_same_numbers():
+  """`Simulated(devices=0)` splits the 8 workers over the 8 test devices (shard_map + vmap);
+  the run equals the one-device vmap to rounding, and a grid that does not divide takes fewer."""
+  data = jaxdist.data.sampled(_arrays(), num_workers=8, batch_size=4)
+  run = lambda layout: jaxdist.train(_algorithm(), _params(), data=data, num_steps=8,
+                                     layout=layout, progress=False)
+  spread, one = run(jaxdist.Simulated(devices=0)), run(jaxdist.Simulated())
+  assert spread.runner.workers.num_devices == 8 and one.runner.workers.num_devices == 1
+  chex.assert_trees_all_close(spread.state, one.state, rtol=1e-5, atol=1e-6)
+  assert jaxdist.Simulated(devices=0).workers((12,), ("workers",)).num_devices == 6
+  with pytest.raises(ArgumentError, match=r"devices: 16 devices asked for but this host has 8; "
+                     r"on CPU set XLA_FLAGS=--xla_force_host_platform_device_count=16"):
+    jaxdist.Simulated(devices=16).workers((16,), ("workers",))
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"data": per_step(regression_data(K, 12)[0])}, r"num_workers: missing"),
     ({"data": jaxdist.data.sampled(_arrays(), num_workers=K, batch_size=4), "num_workers": 8},
