@@ -38,14 +38,14 @@ from jaxdist.federated.statistics import weighted_mean
 from jaxdist.training import progress as progress_lib
 from jaxdist.training.checkpoint import Checkpoints
 
-
-class Group(NamedTuple):
-  """The clients of one prototype: their local training, the prototype's
-  `logits_fn(params, model_state, inputs)`, and their data (`ClientData`)."""
-
-  local: LocalTraining
-  logits_fn: Callable[[Any, Any, jax.Array], jax.Array]
-  clients: ClientData
+# The functional form keeps real annotations (not strings), which the API reference reads.
+Group = NamedTuple("Group", [  # noqa: UP014
+    ("local", LocalTraining),
+    ("logits_fn", Callable[[Any, Any, jax.Array], jax.Array]),
+    ("clients", ClientData),
+])
+Group.__doc__ = """The clients of one prototype: their local training, the prototype's
+`logits_fn(params, model_state, inputs)`, and their data (`ClientData`)."""
 
 
 @state_class

@@ -34,7 +34,7 @@ def test_resnet20_has_the_cifar_architecture_and_batchnorm_state():
 
 
 def test_batchnorm_statistics_change_in_training_only():
-  model = _model("resnet20", (8, 8, 1), width=4)
+  model = _model("resnet8", (8, 8, 1), width=4)
   params, model_state = model.init(jax.random.PRNGKey(0))
   x = jax.random.normal(jax.random.PRNGKey(1), (4, 8, 8, 1))
   _, trained = model.apply(params, model_state, x, True)
