@@ -25,7 +25,6 @@ the same command resumes bit-exactly; records go to metrics.jsonl.
 from __future__ import annotations
 
 import functools
-import json
 import os
 from typing import Any
 
@@ -39,8 +38,8 @@ from jaxdist import asynchrony, models
 from jaxdist.asynchrony import cyclades
 from jaxdist.data import datasets, sources
 from jaxdist.errors import ArgumentError, ConfigError
-from jaxdist.experiment.runs import CONFIG_FILE, flatten
-from jaxdist.experiment.writers import MetricWriter, write_atomically
+from jaxdist.experiment import runs
+from jaxdist.experiment.writers import MetricWriter
 from jaxdist.objectives import tasks
 from jaxdist.training import Runner
 from jaxdist.training.checkpoint import Checkpoints
@@ -187,13 +186,6 @@ def _sparse_objective(config):
   return kind(data, config.data.regularization)
 
 
-def claim(workdir: str, config: ml_collections.ConfigDict) -> None:
-  """Writes config.json (as the training family does) once the run has made a record."""
-  path = os.path.join(workdir, CONFIG_FILE)
-  if not os.path.exists(path):
-    write_atomically(path, json.dumps(flatten(config), indent=1))
-
-
 class _Loop:
   """Chunks of `log_every` to `num_steps`, with checkpoints of a state and the records so far."""
 
@@ -215,7 +207,7 @@ class _Loop:
         done += config.train.log_every
         record = {k: float(v) for k, v in record.items()}
         history.append({"step": done, **record})
-        claim(self.workdir, config)
+        runs.claim_workdir(self.workdir, config)
         self.writer.write(done, record)
         print(f"step {done}/{total} " + " ".join(f"{k}={v:.4g}" for k, v in record.items()),
               flush=True)
@@ -295,18 +287,12 @@ def _run_workers(config, workdir):
   data = sources.sampled(dataset.train, num_workers=algo.num_workers,
                          batch_size=config.data.batch_size, seed=config.seed)
   runner = Runner(algorithm, data, seed=config.seed, steps_per_chunk=config.train.log_every)
-  writer = MetricWriter(workdir)
-  try:
-    result = runner.fit(params, model_state, num_steps=config.train.num_steps,
-                        checkpoint_dir=os.path.join(workdir, "checkpoints"),
-                        checkpoint_every=config.checkpoint.every_steps,
-                        keep=config.checkpoint.keep, eval_fn=task.evaluate,
-                        eval_data=dataset.test, eval_every=config.train.log_every,
-                        progress="lines",
-                        on_record=lambda r: (claim(workdir, config), writer.write(r["step"], {
-                            k: v for k, v in r.items() if k != "step"})))
-  finally:
-    writer.close()
+  result = runs.fit_in_workdir(config, workdir, functools.partial(
+      runner.fit, params, model_state, num_steps=config.train.num_steps,
+      checkpoint_dir=os.path.join(workdir, "checkpoints"),
+      checkpoint_every=config.checkpoint.every_steps, keep=config.checkpoint.keep,
+      eval_fn=task.evaluate, eval_data=dataset.test, eval_every=config.train.log_every),
+      mapping={"num_steps": "train.num_steps"})
   last = {**result.final, "step": result.step}
   if algo.name == "one_shot":
     stacked, states = runner.deployed(result.state, average=False)

@@ -14,12 +14,9 @@ metrics.jsonl, checkpoints to workdir/checkpoints, and a rerun resumes bit-exact
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
-import signal
 import sys
-import threading
 from typing import Any
 
 import jax
@@ -33,7 +30,8 @@ from jaxdist.communication import atomo
 from jaxdist.core.layouts import Sharded, Simulated
 from jaxdist.data import datasets
 from jaxdist.errors import ArgumentError, ConfigError
-from jaxdist.experiment.writers import MetricWriter, write_atomically
+from jaxdist.experiment import runs
+from jaxdist.experiment.writers import MetricWriter
 from jaxdist.objectives import classification
 
 RULES = ("constant", "oracle", "gradient_norm", "radadamp", "radadamp_lr", "geodamp",
@@ -201,32 +199,24 @@ def build(config: ml_collections.ConfigDict):
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains as `config` says in `workdir` (locked by the caller), resuming from its checkpoints."""
-  from jaxdist.experiment.runs import CONFIG_FILE, flatten  # runs imports the families
-
   trainer, (params, model_state), evaluate = build(config)
   writer = MetricWriter(workdir)
-  stop = threading.Event()
-  in_main = threading.current_thread() is threading.main_thread()
-  previous = signal.signal(signal.SIGTERM, lambda *_: stop.set()) if in_main else None
 
   def on_record(record):
-    config_path = os.path.join(workdir, CONFIG_FILE)
-    if not os.path.exists(config_path):
-      write_atomically(config_path, json.dumps(flatten(config), indent=1))
+    runs.claim_workdir(workdir, config)
     writer.write(int(record["updates"]), record)
     print(f"update {int(record['updates'])}: epoch {record['epoch']:.2f}, batch "
           f"{record['batch']:.0f}, workers {record['workers']:.1f}, loss {record['loss']:.4f}, "
           f"test accuracy {record['test/accuracy']:.4f}", file=sys.stdout, flush=True)
 
-  try:
-    out = trainer.fit(params, model_state, num_epochs=config.train.num_epochs,
-                      max_updates=config.train.max_updates,
-                      updates_per_chunk=config.train.updates_per_chunk,
-                      checkpoint_dir=os.path.join(workdir, "checkpoints"), on_record=on_record,
-                      eval_fn=evaluate, should_stop=stop.is_set)
-  finally:
-    writer.close()
-    if in_main:
-      signal.signal(signal.SIGTERM, previous)
+  with runs.stop_on_sigterm() as stop:
+    try:
+      out = trainer.fit(params, model_state, num_epochs=config.train.num_epochs,
+                        max_updates=config.train.max_updates,
+                        updates_per_chunk=config.train.updates_per_chunk,
+                        checkpoint_dir=os.path.join(workdir, "checkpoints"), on_record=on_record,
+                        eval_fn=evaluate, should_stop=stop.is_set)
+    finally:
+      writer.close()
   last = out["history"][-1] if out["history"] else {}
   return {**last, "preempted": out["preempted"]}

@@ -16,7 +16,6 @@ bit-exactly; SVM and KRR runs are one solve and a rerun computes it again.
 from __future__ import annotations
 
 import glob
-import json
 import os
 from typing import Any
 
@@ -27,8 +26,8 @@ import numpy as np
 from jaxdist import kernels as lib
 from jaxdist.core.layouts import Sharded, Simulated
 from jaxdist.errors import ArgumentError, ConfigError, check_fraction
-from jaxdist.experiment.runs import CONFIG_FILE, flatten
-from jaxdist.experiment.writers import MetricWriter, write_atomically
+from jaxdist.experiment.runs import claim_workdir
+from jaxdist.experiment.writers import MetricWriter
 
 TASKS = {"svm": tuple(lib.SVM_METHODS), "krr": lib.KRR_METHODS,
          "asy_gcd": ("asy_gcd", "synchronous_block_greedy")}
@@ -143,7 +142,7 @@ def _say(message: str) -> None:
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Runs the method the config names; returns the result record with "preempted"."""
   config = _filled(config)
-  write_atomically(os.path.join(workdir, CONFIG_FILE), json.dumps(flatten(config), indent=1))
+  claim_workdir(workdir, config)
   x, y, x_test, y_test = _data(config)
   writer = MetricWriter(workdir)
   try:
