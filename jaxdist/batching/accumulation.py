@@ -1,14 +1,17 @@
 """Gradients over a batch whose size changes every update, without recompiling (S0 §2.6 pitfall 6).
 
 The batch is cut into micro-batches of a fixed size m. `lax.scan` runs over a fixed number of
-them (the capacity); the ones past the batch are skipped (`lax.cond`) and the last, partial one is
-masked example by example. Losses and gradients are summed and divided by the true example
-count, never by the padded one, so a batch of B examples gives the gradient of the mean loss over
-exactly those B examples, whatever B is, with one compiled program.
+them (the capacity). A full micro-batch is the loss function's own batch: its gradient is
+`jax.grad(loss_fn)` there, and its `model_state` (BatchNorm statistics) is threaded on to the next
+one. The last, partial micro-batch is evaluated example by example and masked (its model_state is
+left as it was); the ones past the batch are skipped. Micro-batch j enters with weight
+valid_j / count, so a batch of B examples gives the gradient of the mean loss over exactly those
+B examples, whatever B is, with one compiled program — and a batch that is a single full
+micro-batch gives `jax.grad(loss_fn)` itself, to the bit.
 
-The loss is the library's contract, `loss_fn(params, model_state, batch, rng) -> (loss, aux)`,
-evaluated here on one example at a time (vmapped), so it must be a mean of per-example losses;
-`model_state` is passed through unchanged (no BatchNorm statistics under accumulation).
+The loss is the library's contract, `loss_fn(params, model_state, batch, rng) ->
+(loss, (model_state, metrics))`, a mean of per-example losses. With BatchNorm, keep the batches
+multiples of m: a partial micro-batch normalises each of its examples on its own.
 """
 
 from __future__ import annotations
@@ -22,57 +25,73 @@ import optax.tree_utils as otu
 from jax import lax
 
 PyTree = Any
+SKIP, PARTIAL, FULL = 0, 1, 2
 
 
-def masked_loss_sum(loss_fn: Callable, params: PyTree, model_state: PyTree, batch: PyTree,
-                    mask: jax.Array, rng: jax.Array) -> jax.Array:
-  """sum_i mask_i loss(example_i): the loss of every example of `batch` on its own."""
+def masked_mean_loss(loss_fn: Callable, params: PyTree, model_state: PyTree, batch: PyTree,
+                     valid: jax.Array, rng: jax.Array) -> jax.Array:
+  """The mean loss over the first `valid` examples of `batch`, each evaluated on its own."""
   def one(example):
     loss, _ = loss_fn(params, model_state, jax.tree.map(lambda x: x[None], example), rng)
     return loss
 
   losses = jax.vmap(one)(batch)
-  return jnp.sum(jnp.where(mask, losses, 0.0))
+  mask = jnp.arange(losses.shape[0]) < valid
+  return jnp.sum(jnp.where(mask, losses, 0.0)) / jnp.maximum(valid, 1).astype(losses.dtype)
 
 
-def gradient_sum(loss_fn: Callable, params: PyTree, model_state: PyTree,
-                 examples: Callable[[jax.Array], PyTree], count: jax.Array, *, micro_batch: int,
-                 num_micro: int, rng: jax.Array) -> tuple[PyTree, jax.Array]:
-  """(sum of the per-example gradients, sum of the losses) over the first `count` examples.
+def micro_batch_gradient(loss_fn: Callable, params: PyTree, model_state: PyTree, batch: PyTree,
+                         valid: jax.Array, rng: jax.Array, *, full: bool
+                         ) -> tuple[PyTree, jax.Array, PyTree]:
+  """(gradient, loss, model_state) of the mean loss over the first `valid` examples."""
+  if full:
+    (loss, (model_state, _)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        params, model_state, batch, rng)
+    return grads, loss, model_state
+  loss, grads = jax.value_and_grad(masked_mean_loss, argnums=1)(
+      loss_fn, params, model_state, batch, valid, rng)
+  return grads, loss, model_state
+
+
+def mean_gradient(loss_fn: Callable, params: PyTree, model_state: PyTree,
+                  examples: Callable[[jax.Array], PyTree], count: jax.Array, *, micro_batch: int,
+                  num_micro: int, rng: jax.Array, always_full: bool = False
+                  ) -> tuple[PyTree, jax.Array, PyTree]:
+  """(gradient, loss, model_state) of the mean loss over the first `count` examples.
 
   Args:
     loss_fn: the library's loss contract; a mean over the examples of its batch.
     params: the model.
-    model_state: passed through unchanged.
+    model_state: threaded through the full micro-batches.
     examples: `examples(positions)` gives the examples at `micro_batch` positions (int32).
     count: how many examples (dynamic, at most `micro_batch * num_micro`).
     micro_batch: examples per micro-batch (static).
     num_micro: micro-batches in the scan (static): the capacity.
     rng: a key; micro-batch j uses `fold_in(rng, j)`.
+    always_full: the caller knows `count == micro_batch * num_micro` (a constant batch that
+      fills its micro-batches): no masking or skipping is compiled.
   """
-  grad_fn = jax.value_and_grad(masked_loss_sum, argnums=1)
   offsets = jnp.arange(micro_batch, dtype=jnp.int32)
+  total = jnp.maximum(count, 1).astype(jnp.float32)
 
   def body(carry, j):
-    def compute(carry):
-      grads, loss = carry
-      positions = j * micro_batch + offsets
-      value, g = grad_fn(loss_fn, params, model_state, examples(positions), positions < count,
-                         jax.random.fold_in(rng, j))
-      return otu.tree_add(grads, g), loss + value
+    grads, loss, model_state = carry
+    valid = jnp.clip(count - j * micro_batch, 0, micro_batch)
+    args = (params, model_state, examples(j * micro_batch + offsets), valid,
+            jax.random.fold_in(rng, j))
+    if always_full:
+      g, value, model_state = micro_batch_gradient(loss_fn, *args, full=True)
+    else:
+      kind = jnp.where(valid == micro_batch, FULL, jnp.where(valid > 0, PARTIAL, SKIP))
+      g, value, model_state = lax.switch(kind, [
+          lambda *a: (otu.tree_zeros_like(params), jnp.zeros((), jnp.float32), a[1]),
+          lambda *a: micro_batch_gradient(loss_fn, *a, full=False),
+          lambda *a: micro_batch_gradient(loss_fn, *a, full=True)], *args)
+    weight = valid.astype(jnp.float32) / total
+    grads = jax.tree.map(lambda s, x: s + weight.astype(x.dtype) * x, grads, g)
+    return (grads, loss + weight * value, model_state), None
 
-    return lax.cond(j * micro_batch < count, compute, lambda c: c, carry), None
-
-  zero = (otu.tree_zeros_like(params), jnp.zeros((), jnp.float32))
-  (grads, loss), _ = lax.scan(body, zero, jnp.arange(num_micro, dtype=jnp.int32))
-  return grads, loss
-
-
-def mean_gradient(loss_fn: Callable, params: PyTree, model_state: PyTree,
-                  examples: Callable[[jax.Array], PyTree], count: jax.Array, *, micro_batch: int,
-                  num_micro: int, rng: jax.Array) -> tuple[PyTree, jax.Array]:
-  """(gradient, loss) of the mean loss over the first `count` examples: sums over the true count."""
-  grads, loss = gradient_sum(loss_fn, params, model_state, examples, count,
-                             micro_batch=micro_batch, num_micro=num_micro, rng=rng)
-  denominator = jnp.maximum(count, 1).astype(jnp.float32)
-  return otu.tree_scale(1 / denominator, grads), loss / denominator
+  zero = (otu.tree_zeros_like(params), jnp.zeros((), jnp.float32), model_state)
+  (grads, loss, model_state), _ = lax.scan(body, zero,
+                                           jnp.arange(num_micro, dtype=jnp.int32))
+  return grads, loss, model_state

@@ -62,8 +62,9 @@ class AdaptiveBatchSGD:
   """Mini-batch SGD whose batch (and active worker count) a rule sets every update.
 
   Args:
-    loss_fn: the library's loss contract, a mean of per-example losses (it is evaluated one
-      example at a time; `model_state` passes through unchanged).
+    loss_fn: the library's loss contract, a mean of per-example losses, evaluated on whole
+      micro-batches (their `model_state` threaded through and averaged over the workers by their
+      share) and example by example on a partial one (`jaxdist.batching.accumulation`).
     train_data: the training set, a dict of arrays with the examples on the first axis.
     rule: a batch-size rule (`jaxdist.batching.rules`).
     optimizer: an optax optimizer, or a function of the learning rate (default `optax.sgd`).
@@ -126,6 +127,9 @@ class AdaptiveBatchSGD:
     self.aggregation, self.update_time = aggregation, update_time
     atomo.check_aggregation(aggregation)
     self.num_micro = -(-self._capacity() // self.micro_batch)
+    self.always_full = self._constant_full_share()
+    if self.always_full:
+      self.num_micro = self.always_full
     self.full_micro = math.ceil(math.ceil(self.num_examples / self.num_workers) / micro_batch)
     self._chunks: dict[int, Any] = {}
     self._indices = None
@@ -136,6 +140,19 @@ class AdaptiveBatchSGD:
     workers = np.minimum(np.asarray(variable_workers.active_workers(
         batch, self.examples_per_worker, self.max_workers)), self.num_workers)
     return int(np.max(-(-batch // workers)))
+
+  def _constant_full_share(self) -> int:
+    """Micro-batches per worker when the rule is constant, uncapped, and every grid worker's
+    share of the batch is whole micro-batches: then nothing is masked, the rate factor is 1, and
+    an update with a single micro-batch is plain SGD's to the bit. 0 otherwise."""
+    if type(self.rule) is not rules.Constant or self.rule.initial_batch > self.max_batch:
+      return 0  # (a capped batch rescales the rate)
+    batch = self.rule.initial_batch
+    workers = min(int(variable_workers.active_workers(
+        batch, self.examples_per_worker, self.max_workers)), self.num_workers)
+    if workers != self.num_workers or batch % (workers * self.micro_batch):
+      return 0
+    return batch // (workers * self.micro_batch)
 
   # -- state -------------------------------------------------------------------------------------
 
@@ -193,12 +210,12 @@ class AdaptiveBatchSGD:
       return jax.tree.map(lambda x: x[jnp.minimum(start + positions, self.num_examples - 1)],
                           data)
 
-    grads, loss = accumulation.gradient_sum(
+    grads, loss, _ = accumulation.mean_gradient(
         self.loss_fn, state.params, state.model_state, at, count, micro_batch=self.micro_batch,
         num_micro=self.full_micro, rng=jax.random.fold_in(state.key, 2**31 - 1))
-    total = self.num_workers / self.num_examples
-    grads = otu.tree_scale(total, collectives.mean(grads))
-    return collectives.mean(loss) * total, otu.tree_l2_norm(grads, squared=True)
+    weight = count.astype(jnp.float32) / self.num_examples
+    grads = _weighted_sum(grads, weight, self.num_workers)
+    return _weighted_sum(loss, weight, self.num_workers), otu.tree_l2_norm(grads, squared=True)
 
   def step(self, state: BatchingState, data: dict) -> tuple[BatchingState, dict]:
     """One model update; run for every worker of the grid (inside `Workers.map`)."""
@@ -216,23 +233,29 @@ class AdaptiveBatchSGD:
         batch, jnp.minimum(workers, self.num_workers), collectives.index())
     key = jax.random.fold_in(state.key, state.updates)
     sample_key, loss_key, compress_key = jax.random.split(key, 3)
-    grad_sum, loss_sum = accumulation.gradient_sum(
+    grads, loss, model_state = accumulation.mean_gradient(
         self.loss_fn, state.params, state.model_state, self._examples(sample_key, data, start),
         count, micro_batch=self.micro_batch, num_micro=self.num_micro,
-        rng=jax.random.fold_in(loss_key, collectives.index()))
-    # C(c g) = c C(g) for c >= 0 for every compressor here, so compressing the sum is compressing
-    # the worker's mean and weighting it by its count
-    total = self.num_workers / batch.astype(jnp.float32)
-    grads = otu.tree_scale(total, atomo.aggregate(
-        self.compressor, grad_sum, jax.random.fold_in(compress_key, collectives.index()),
-        self.aggregation))
-    loss = collectives.mean(loss_sum) * total
+        rng=jax.random.fold_in(loss_key, collectives.index()), always_full=self.always_full)
+    # every worker's mean, weighted by its share of the batch; C(c g) = c C(g) for c >= 0 for
+    # every compressor here, so compressing the weighted mean is compressing the worker's mean
+    weight = count.astype(jnp.float32) / batch.astype(jnp.float32)
+    grads = otu.tree_scale(self.num_workers, atomo.aggregate(
+        self.compressor, otu.tree_scale(weight, grads),
+        jax.random.fold_in(compress_key, collectives.index()), self.aggregation))
+    loss = _weighted_sum(loss, weight, self.num_workers)
+    model_state = jax.tree.map(
+        lambda x: _weighted_sum(x, weight, self.num_workers)
+        if jnp.issubdtype(x.dtype, jnp.inexact) else x, model_state)
     updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, otu.tree_scale(scale, updates))
+    if not self.always_full:  # a constant rule's factor is 1 (and scaling would stop XLA
+      updates = otu.tree_scale(scale, updates)  # fusing p + (-lr g) as plain SGD's step does)
+    params = optax.apply_updates(state.params, updates)
     grad_sq = otu.tree_l2_norm(grads, squared=True)
     rule_state = self.rule.observe(rule_state, loss, grad_sq)
     examples = state.examples + batch
-    new = state.replace(params=params, opt_state=opt_state, rule=rule_state,
+    new = state.replace(params=params, opt_state=opt_state, model_state=model_state,
+                        rule=rule_state,
                         updates=state.updates + 1, examples=examples,
                         full_examples=state.full_examples + full_cost)
     rate = scale if self.schedule is None else scale * self.schedule(state.updates)
@@ -273,7 +296,7 @@ class AdaptiveBatchSGD:
           max_updates: int = 10**9, updates_per_chunk: int = 100,
           checkpoint_dir: str | None = None, keep: int = 2,
           on_record: Callable[[dict], None] | None = None,
-          eval_fn: Callable[[PyTree], dict] | None = None,
+          eval_fn: Callable[[PyTree, PyTree], dict] | None = None,
           should_stop: Callable[[], bool] | None = None) -> dict:
     """Trains for `num_epochs` epochs of gradient evaluations (or `max_updates` updates).
 
@@ -285,7 +308,8 @@ class AdaptiveBatchSGD:
       checkpoint_dir: orbax checkpoints after every chunk; the run resumes from the newest.
       keep: checkpoints kept.
       on_record: called with every record.
-      eval_fn: `eval_fn(params) -> dict` of more values for each record (host side).
+      eval_fn: `eval_fn(params, model_state) -> dict` of more values for each record (host
+        side).
       should_stop: polled after every chunk; True returns early (after a checkpoint).
 
     Returns:
@@ -315,7 +339,7 @@ class AdaptiveBatchSGD:
           record[name] = float(metrics[name][-1])
         record["time/measured_per_update"] = seconds / max(done, 1)
         if eval_fn is not None:
-          record.update(eval_fn(state.params))
+          record.update(eval_fn(state.params, state.model_state))
         history.append(record)
         if on_record is not None:
           on_record(record)
@@ -328,3 +352,8 @@ class AdaptiveBatchSGD:
     finally:
       if checkpoints is not None:
         checkpoints.close()
+
+
+def _weighted_sum(tree: PyTree, weight: jax.Array, num_workers: int) -> PyTree:
+  """sum over the workers of weight * tree (weights summing to 1 give a weighted mean)."""
+  return otu.tree_scale(num_workers, collectives.mean(otu.tree_scale(weight, tree)))

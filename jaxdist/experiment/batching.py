@@ -37,7 +37,7 @@ from jaxdist.objectives import classification
 RULES = ("constant", "oracle", "gradient_norm", "radadamp", "radadamp_lr", "geodamp",
          "geodamp_lr", "linear")
 COMPRESSORS = ("none", "atomo", "atomo_spectral", "qsgd_1bit", "terngrad", "qsgd")
-MODELS = ("mlp", "cnn", "logistic_regression")
+MODELS = ("mlp", "cnn", "logistic_regression", "wrn16_4")
 ARCHITECTURES = ("centralized", "ring")
 NETWORKS = {"moderate": variable_workers.MODERATE, "high": variable_workers.HIGH}
 
@@ -156,7 +156,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
 
 def build(config: ml_collections.ConfigDict):
-  """(trainer, initial params, evaluate(params) -> dict) from a validated config."""
+  """(trainer, (params, model_state), evaluate(params, model_state) -> dict) from a validated
+  config."""
   dataset = datasets.load(config.data.name, config.data.data_dir)
   model = models.build(config.model.name, dataset.input_shape, dataset.num_classes,
                        hidden=tuple(config.model.hidden), features=tuple(config.model.features),
@@ -188,13 +189,13 @@ def build(config: ml_collections.ConfigDict):
   test["mask"] = jnp.ones(len(test["label"]), jnp.float32)
 
   @jax.jit
-  def evaluate(params):
+  def evaluate(params, model_state):
     sums = task.evaluate(params, model_state, test)
     return {"test/accuracy": sums["accuracy"] / sums["count"],
             "test/loss": sums["loss"] / sums["count"]}
 
-  return trainer, (params, model_state), lambda p: {k: float(v) for k, v in
-                                                    evaluate(p).items()}
+  return trainer, (params, model_state), lambda p, s: {k: float(v) for k, v in
+                                                       evaluate(p, s).items()}
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:

@@ -154,6 +154,47 @@ class ResNet(nn.Module):
     return nn.Dense(self.num_classes, kernel_init=nn.initializers.normal(0.01))(x)
 
 
+class WideBlock(nn.Module):
+  """Pre-activation block of a Wide-ResNet: BN-ReLU-conv, BN-ReLU-conv, plus the shortcut."""
+
+  features: int
+  strides: int
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    window = (3,) * (x.ndim - 2)
+    y = _normalize("batch", train, True)(x)
+    shortcut = x
+    if x.shape[-1] != self.features or self.strides != 1:
+      shortcut = nn.Conv(self.features, (1,) * (x.ndim - 2), self.strides, use_bias=False,
+                         kernel_init=_he_normal)(y)
+    y = nn.Conv(self.features, window, self.strides, use_bias=False, kernel_init=_he_normal)(y)
+    y = _normalize("batch", train, True)(y)
+    y = nn.Conv(self.features, window, use_bias=False, kernel_init=_he_normal)(y)
+    return shortcut + y
+
+
+class WideResNet(nn.Module):
+  """WRN-depth-k (Zagoruyko & Komodakis 2016): (depth - 4) / 6 pre-activation blocks in each of
+  three stages of 16k/32k/64k filters, BatchNorm; WRN-16-4 is S1's CIFAR-10 model."""
+
+  depth: int
+  widen: int
+  num_classes: int
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    x = _with_channels(x)
+    x = nn.Conv(16, (3,) * (x.ndim - 2), use_bias=False, kernel_init=_he_normal)(x)
+    for stage in range(3):
+      for block in range((self.depth - 4) // 6):
+        strides = 2 if stage > 0 and block == 0 else 1
+        x = WideBlock(16 * self.widen * 2**stage, strides)(x, train)
+    x = _normalize("batch", train, True)(x)
+    x = jnp.mean(x, axis=tuple(range(1, x.ndim - 1)))
+    return nn.Dense(self.num_classes)(x)
+
+
 VGG11 = (64, "pool", 128, "pool", 256, 256, "pool", 512, 512, "pool", 512, 512, "pool")
 
 
@@ -178,7 +219,7 @@ class VGG(nn.Module):
 
 
 MODELS = ("logistic_regression", "mlp", "cnn", "resnet8", "resnet20", "resnet20_gn",
-          "resnet20_evonorm", "vgg11")
+          "resnet20_evonorm", "vgg11", "wrn16_4")
 
 
 def _module(name: str, num_classes: int, hidden: Sequence[int], features: Sequence[int],
@@ -197,6 +238,8 @@ def _module(name: str, num_classes: int, hidden: Sequence[int], features: Sequen
     return CNN(tuple(features), dense, num_classes)
   if name == "vgg11":
     return VGG(num_classes)
+  if name == "wrn16_4":
+    return WideResNet(16, 4, num_classes)
   norm = {"resnet8": "batch", "resnet20": "batch", "resnet20_gn": "group",
           "resnet20_evonorm": "evonorm"}[name]
   return ResNet(1 if name == "resnet8" else 3, num_classes, width, norm)

@@ -45,8 +45,9 @@ def test_constant_rule_is_plain_minibatch_sgd(problem):
   plain = jaxdist.train(jaxdist.minibatch_sgd(loss_fn, optax.sgd, learning_rate=0.05), params,
                         data=source, num_workers=1, num_steps=10, steps_per_chunk=10,
                         progress=False)
-  # equal to float rounding: a sum of per-example losses / B against the mean of the batch
-  chex.assert_trees_all_close(state.params, plain.deployed()[0], rtol=1e-6, atol=1e-7)
+  # one full micro-batch per update: jax.grad of the loss on the batch, to the bit
+  assert ours.always_full == 1
+  chex.assert_trees_all_equal(state.params, plain.deployed()[0])
   np.testing.assert_array_equal(trace["batch"], 8)
 
 
@@ -87,11 +88,32 @@ def test_growing_batch_compiles_once_and_masks_the_partial_micro_batch(problem):
   batches = np.concatenate([trace["batch"], more["batch"]])
   np.testing.assert_array_equal(batches, np.minimum(1 + np.ceil(3.0 * np.arange(20)), 64))
   # one update at B = 7 (a partial micro-batch): the gradient of the mean over exactly 7
-  grads, _loss = batching.accumulation.mean_gradient(
+  grads, _loss, _ = batching.accumulation.mean_gradient(
       loss_fn, params, {}, lambda p: jax.tree.map(lambda a: jnp.asarray(a)[p], data), jnp.int32(7),
       micro_batch=5, num_micro=4, rng=jax.random.PRNGKey(0))
   want = jax.grad(lambda p: loss_fn(p, {}, jax.tree.map(lambda a: a[:7], data), None)[0])(params)
   chex.assert_trees_all_close(grads, want, rtol=1e-5)
+
+
+def test_model_state_is_threaded_through_full_micro_batches_only(problem):
+  data, params = problem
+
+  def running_mean(params, model_state, batch, rng):  # a BatchNorm-like running statistic
+    loss, _ = loss_fn(params, model_state, batch, rng)
+    return loss, ({"mean": 0.5 * model_state["mean"] + 0.5 * jnp.mean(batch["x"])}, {})
+
+  def mean_after(count):
+    return batching.accumulation.mean_gradient(
+        running_mean, params, {"mean": jnp.float32(0.0)},
+        lambda p: jax.tree.map(lambda a: jnp.asarray(a)[p], data), jnp.int32(count),
+        micro_batch=4, num_micro=3, rng=jax.random.PRNGKey(0))[2]["mean"]
+
+  x = data["x"]
+  want = 0.5 * (0.5 * x[:4].mean()) + 0.5 * x[4:8].mean()
+  np.testing.assert_allclose(mean_after(8), want, rtol=1e-6)  # third micro-batch skipped
+  np.testing.assert_allclose(mean_after(10), want, rtol=1e-6)  # partial: left as it was
+  want = 0.5 * want + 0.5 * x[8:12].mean()
+  np.testing.assert_allclose(mean_after(12), want, rtol=1e-6)
 
 
 def test_resume_is_bit_exact(problem, tmp_path):

@@ -71,6 +71,16 @@ def test_evonorm_s0_by_hand():
   np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
 
 
+def test_wide_resnet_16_4_has_its_published_size():
+  model = _model("wrn16_4", (32, 32, 3))
+  params, model_state = jax.eval_shape(model.init, jax.random.PRNGKey(0))
+  convs = [p.shape for p in jax.tree.leaves(params) if len(p.shape) == 4]
+  # 1 + 3 stages x 2 blocks x 2 convolutions + 3 projections; 2.7M parameters (Zagoruyko 2016)
+  assert len(convs) == 16 and sorted({c[-1] for c in convs}) == [16, 64, 128, 256]
+  assert 2.7e6 < sum(np.prod(p.shape) for p in jax.tree.leaves(params)) < 2.8e6
+  assert set(model_state) == {"batch_stats"}
+
+
 def test_vgg11_at_half_width_has_no_normalisation():
   model = _model("vgg11", (32, 32, 3))
   params, model_state = jax.eval_shape(model.init, jax.random.PRNGKey(0))
