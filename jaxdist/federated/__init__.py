@@ -11,7 +11,8 @@ vmapped program (or under shard_map over a mesh) and resumes bit for bit:
 
 Modules: `cohort` (registered clients, the cohort of a round, padding), `averaging` (local
 training, the FedAvg round), `proximal` (FedProx's term), `server` (server optimizers, FedAvgM),
-`statistics` (non-trainable state), `distillation` (FedDF), `prototypes` (heterogeneous models).
+`statistics` (non-trainable state), `distillation` (FedDF), `prototypes` (heterogeneous models),
+`mime` (MimeLite, [Lin22] Alg. 21).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from jaxdist.federated import (
     averaging,
     cohort,
     distillation,
+    mime,
     prototypes,
     proximal,
     server,
@@ -34,14 +36,14 @@ from jaxdist.federated import (
 from jaxdist.federated.averaging import FederatedAveraging, LocalTraining, ServerState
 from jaxdist.federated.cohort import ClientData, cohort_size, sample_cohort
 from jaxdist.federated.distillation import EnsembleDistillation, uniform_noise
+from jaxdist.federated.mime import MimeLite, MimeState
 from jaxdist.federated.statistics import Averaged, PerClient, Reset
 
 __all__ = [
     "Averaged", "ClientData", "EnsembleDistillation", "FederatedAveraging", "LocalTraining",
-    "PerClient", "Reset", "ServerState", "averaging", "cohort", "cohort_size", "distillation",
-    "fedavg", "fedavgm", "feddf", "fedprox", "prototypes", "proximal", "sample_cohort", "server",
-    "statistics",
-    "uniform_noise",
+    "MimeLite", "MimeState", "PerClient", "Reset", "ServerState", "averaging", "cohort",
+    "cohort_size", "distillation", "fedavg", "fedavgm", "feddf", "fedprox", "mime", "mimelite",
+    "prototypes", "proximal", "sample_cohort", "server", "statistics", "uniform_noise",
 ]
 
 
@@ -96,6 +98,24 @@ def fedavgm(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *, server_momentu
   """
   return fedavg(loss_fn, optimizer,
                 server_optimizer=server.fedavgm(server_momentum, server_learning_rate), **kwargs)
+
+
+def mimelite(loss_fn: LossFn, *, momentum: float, learning_rate: LearningRate = None,
+             batch_size: int, epochs: int = 1, local_steps: int | None = None,
+             server_optimizer: optax.GradientTransformation | None = None,
+             statistics: Averaged | None = None) -> mime.MimeLite:
+  """MimeLite with SGDm (Alg. 21): local SGD steps along (1 - beta) g + beta s with the server's
+  momentum s fixed, s updated on the server from the clients' full local gradients at x.
+
+  Args:
+    momentum: beta (0: FedAvg).
+    learning_rate: the client rate eta.
+    (the others as for `fedavg`)
+  """
+  client = LocalTraining(loss_fn, optax.sgd, learning_rate, batch_size=batch_size,
+                         epochs=epochs, local_steps=local_steps)
+  return mime.MimeLite(client, momentum, server_optimizer=server_optimizer,
+                       statistics=statistics)
 
 
 def feddf(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *, logits_fn: Callable,

@@ -77,9 +77,12 @@ class LocalTraining:
     per_epoch = math.ceil(max_examples / self.batch_size)
     return (self.local_steps or self.epochs * per_epoch), per_epoch
 
-  def train(self, params: Any, model_state: Any, data: dict, rng: jax.Array
-            ) -> tuple[Any, Any, dict]:
-    """(client params, client model_state, metrics averaged over its real examples)."""
+  def train(self, params: Any, model_state: Any, data: dict, rng: jax.Array,
+            direction: Callable[[Any], Any] | None = None) -> tuple[Any, Any, dict]:
+    """(client params, client model_state, metrics averaged over its real examples).
+
+    `direction(grads)`, if given, is what the optimizer steps along instead of the stochastic
+    gradient (MimeLite's U(g, s), `jaxdist.federated.mime`)."""
     examples = {k: v for k, v in data.items() if k not in ROUND_KEYS}
     size = examples["mask"].shape[0]
     steps, per_epoch = self.num_steps(size)
@@ -106,6 +109,8 @@ class LocalTraining:
       count = jnp.sum(batch["mask"])
       grads, new_state, metrics = base.gradients(loss, p, model_state, batch,
                                                  jax.random.fold_in(rng, j + 1))
+      if direction is not None:
+        grads = direction(grads)
       _, new_opt, new_p = base.local_update(self.tx, grads, opt_state, p)
       real = count > 0  # a batch of padding only changes nothing
       carry = jax.tree.map(lambda new, old: jnp.where(real, new, old),

@@ -69,7 +69,7 @@ def test_fedavg_with_everyone_one_step_and_equal_sizes_is_minibatch_sgd():
   assert not np.allclose(jax.tree.leaves(ours)[0], jax.tree.leaves(params)[0])
 
 
-def test_zero_momentum_zero_proximal_and_zero_distillation_are_fedavg_bit_for_bit():
+def test_zero_momentum_zero_proximal_zero_distillation_and_mimelite_at_0_are_fedavg_exactly():
   arrays, model, params, _ = problem(90)
   task = jaxdist.classification(model)
   data = federated.ClientData(arrays, unequal_clients(90, 6), cohort_size=3, seed=1)
@@ -80,7 +80,8 @@ def test_zero_momentum_zero_proximal_and_zero_distillation_are_fedavg_bit_for_bi
   zero_distillation = federated.feddf(task.loss, logits_fn=logits,
                                       distill_inputs=arrays["input"], distill_steps=0, **common)
   for variant in (federated.fedavgm(task.loss, server_momentum=0.0, **common),
-                  federated.fedprox(task.loss, mu=0.0, **common), zero_distillation):
+                  federated.fedprox(task.loss, mu=0.0, **common), zero_distillation,
+                  federated.mimelite(task.loss, momentum=0.0, **common)):
     chex.assert_trees_all_equal(fit(variant, data, params).state.algorithm.params,
                                 reference.algorithm.params)
   # the proximal term is there: zero only at mu = 0 or at the server model
