@@ -11,6 +11,7 @@ split of the training inputs without labels) with Adam 1e-3, cosine over up to 1
   --config ...:algo=fedprox,E=20,mu=0.01                                FedProx
   --config ...:algo=fedavgm,E=20,beta=0.3                               FedAvgM (server momentum)
   --config ...:algo=fedadam,E=20                                        server Adam
+  --config ...:algo=mimelite,E=20,beta=0.9                              MimeLite (Alg. 21)
   --config ...:algo=feddf,C=0.2,alpha=0.1,E=20                          the other columns
   --config ...:algo=feddf,E=40,init=previous                            Table 17.1 ablation
   --config ...:algo=feddf,distill=noise                                 uniform noise (Fig. 8.5)
@@ -26,7 +27,7 @@ def get_config(arg: str = ""):
   a = parse_arg(arg, algo="fedavg", C=0.4, alpha=1.0, E=1, mu=0.01, beta=0.3, init="average",
                 distill="split", statistics="averaged", K=20, cpu=False)
   config = default()
-  config.algo.update(name=a.algo, proximal_mu=a.mu, server_momentum=a.beta,
+  config.algo.update(name=a.algo, proximal_mu=a.mu, server_momentum=a.beta, mime_momentum=a.beta,
                      distill_init=a.init, distill_data=a.distill, statistics=a.statistics,
                      server_lr=1.0 if a.algo != "fedadam" else 1e-2)
   config.clients.update(num_clients=a.K, fraction=a.C, dirichlet_alpha=a.alpha, local_epochs=a.E,

@@ -36,7 +36,7 @@ from jaxdist.models import MODELS
 from jaxdist.objectives import tasks
 from jaxdist.training.runner import ON_NONFINITE, Runner
 
-ALGORITHMS = ("fedavg", "fedprox", "fedavgm", "fedadam", "feddf")
+ALGORITHMS = ("fedavg", "fedprox", "fedavgm", "fedadam", "feddf", "mimelite")
 STATISTICS = ("averaged", "per_client", "reset")
 PARTITIONS = ("iid", "dirichlet")
 DISTILL_DATA = ("split", "noise")
@@ -48,6 +48,7 @@ FIELDS = {  # library argument -> config field
     "num_clients": "clients.num_clients", "fraction": "clients.fraction",
     "cohort_size": "clients.fraction", "proximal_mu": "algo.proximal_mu",
     "server_momentum": "algo.server_momentum", "server_learning_rate": "algo.server_lr",
+    "momentum": "algo.mime_momentum",
     "distill_steps": "algo.distill_steps", "distill_batch_size": "algo.distill_batch_size",
     "distill_learning_rate": "algo.distill_lr", "patience": "algo.patience",
     "validate_every": "algo.validate_every", "distill_init": "algo.distill_init",
@@ -68,10 +69,11 @@ def default() -> ml_collections.ConfigDict:
   c.family = "federated"
   c.seed = 0
   c.algo = dict(
-      name="fedavg",  # fedavg | fedprox | fedavgm | fedadam | feddf
+      name="fedavg",  # fedavg | fedprox | fedavgm | fedadam | feddf | mimelite
       proximal_mu=0.01,  # fedprox: mu of (mu/2)||x - x_server||^2
       server_momentum=0.9,  # fedavgm: beta
       server_lr=1.0,  # fedavgm, fedadam: the server rate
+      mime_momentum=0.9,  # mimelite: beta of U and V (Alg. 21)
       statistics="averaged",  # BatchNorm statistics: averaged | per_client | reset
       distill_steps=10_000,  # feddf: the step budget N
       distill_batch_size=128,
@@ -177,6 +179,8 @@ def algorithm(config: ml_collections.ConfigDict, loss_fn, logits_fn, distill_inp
   if a.name == "fedavgm":
     return federated.fedavgm(loss_fn, server_momentum=a.server_momentum,
                              server_learning_rate=a.server_lr, **common)
+  if a.name == "mimelite":
+    return federated.mimelite(loss_fn, momentum=a.mime_momentum, **common)
   if a.name == "fedadam":
     return federated.fedavg(loss_fn, server_optimizer=federated.server.fedadam(a.server_lr),
                             **common)

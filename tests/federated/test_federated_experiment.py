@@ -48,11 +48,13 @@ def test_a_federated_config_runs_resumes_and_plots(tmp_path, data_dir):
     ("algo.name", "fedsgd", r"algo.name: unknown value 'fedsgd'"),
     ("clients.fraction", 1.5, r"clients.fraction: 1.5 is not in \(0, 1\]"),
     ("algo.server_momentum", 1.0, r"algo.server_momentum: 1.0 is not in"),  # with fedavgm
+    ("algo.mime_momentum", 1.0, r"algo.mime_momentum: 1.0 is not in"),  # with mimelite
     ("algo.distill_steps", -1, r"algo.distill_steps: must be >= 0"),
     ("eval.every_rounds", 3, r"eval.every_rounds: not a multiple of train.log_every"),
 ])
 def test_bad_fields_are_named(field, value, message):
-  config = tiny("", name="fedavgm" if "momentum" in field else "feddf")
+  config = tiny("", name="mimelite" if "mime" in field else
+                "fedavgm" if "momentum" in field else "feddf")
   section, key = field.split(".")
   config[section][key] = value
   with pytest.raises(ConfigError, match=message):
