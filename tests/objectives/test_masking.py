@@ -3,6 +3,7 @@ the straight-through estimator, composition with the algorithms, resume."""
 
 import json
 import os
+import shutil
 
 import chex
 import jax
@@ -257,3 +258,31 @@ def test_dpf_variants_give_the_same_numbers_simulated_and_on_devices():
   assert 0.5 < float(sim_metrics["masking/sparsity"][-1]) < 0.6  # ramp stopped at step 4
   chex.assert_trees_all_close(sim, dist, rtol=2e-5, atol=2e-6)
   chex.assert_trees_all_close(sim_metrics, dist_metrics, rtol=2e-5, atol=2e-6)
+
+
+def test_dpf_variants_resume_bit_exactly(tmp_path):
+  """Structured, per-layer DPF frozen at step 5: killed after the step-4 checkpoint (mask still
+  moving) and rerun, the same state as the unbroken run (the mask, its counts and flips live in
+  the model state)."""
+  model, task = _mlp()
+  pruning = masking.Pruning("dpf", 0.6, 2, 4, NUM_CLASSES, granularity="filters",
+                            thresholds="per_layer", freeze_at=5)
+  model, task, _ = pruning.wrap(model, task)
+  params, state = model.init(jax.random.PRNGKey(0))
+  rng = np.random.default_rng(0)
+  arrays = {"input": rng.normal(size=(64, 8)).astype(np.float32),
+            "label": rng.integers(0, NUM_CLASSES, 64).astype(np.int32)}
+  data = jaxdist.data.sampled(arrays, num_workers=4, batch_size=4)
+  algorithm = jaxdist.local_sgd(task.loss, sgd(), learning_rate=0.05, local_steps=2)
+
+  def run(directory):
+    return jaxdist.train(algorithm, params, state, data=data, num_steps=8, steps_per_chunk=4,
+                         checkpoint_dir=str(directory), checkpoint_every=4, progress=False)
+
+  unbroken = run(tmp_path / "unbroken")
+  run(tmp_path / "broken")
+  shutil.rmtree(tmp_path / "broken" / "8")
+  resumed = run(tmp_path / "broken")
+  assert resumed.started == 4
+  chex.assert_trees_all_equal(unbroken.state, resumed.state)
+  assert unbroken.final["train/masking/sparsity"] == pytest.approx(0.6, abs=0.05)
