@@ -284,7 +284,7 @@ def _check_unused_fields(config) -> None:
       optim.optimizer = kind
     optimizer(optim)
   algo, schedule = config.algo, optax.constant_schedule(0.1)
-  with fields(ALGO_FIELDS):
+  with fields(_algo_fields(algo)):
     compressor(algo)
     compression.TopK(algo.compress_fraction, index_bits=algo.index_bits or None)
     compression.QSGD(algo.compress_bits)
@@ -314,6 +314,13 @@ def _check_unused_fields(config) -> None:
     masking.Pruning("dpf", masks.sparsity, masks.recompute_every, 1, 2,
                     granularity=masks.granularity, thresholds=masks.thresholds)
     masking.LearnedMask(masks.initial_sparsity, masks.skip_layers)
+
+
+def _algo_fields(algo) -> dict[str, str]:
+  """ALGO_FIELDS, with the consensus target named as the field that set it."""
+  if tuple(algo.phase_targets):
+    return {**ALGO_FIELDS, "consensus_target": "algo.phase_targets"}
+  return ALGO_FIELDS
 
 
 def _targets(algo):
@@ -462,7 +469,7 @@ def algorithm(config, loss_fn, schedule: optax.Schedule, *, phase_steps: tuple[i
   tx = optimizer(config.optim)
   extrap = extrapolation(config)
   common = dict(learning_rate=schedule)
-  with fields(ALGO_FIELDS):
+  with fields(_algo_fields(config.algo)):
     if name == "minibatch_sgd":
       return jaxdist.minibatch_sgd(loss_fn, tx, extrapolation=extrap,
                                    log_trust_ratios=config.optim.log_trust_ratios, **common)

@@ -74,6 +74,11 @@ def test_the_decentralized_variants_are_config_fields():
   config.algo.choco_order = "later"
   with pytest.raises(ConfigError, match=r"^algo.choco_order: unknown value 'later'"):
     build.validate(config)
+  config.algo.choco_order = "gossip_first"
+  config.algo.phase_targets = (1e-3, -1.0)  # the error names the field that set the target
+  with pytest.raises(ConfigError, match=r"^algo.phase_targets: must be >= 0"):
+    build.algorithm(config, lambda *a: None, optax.constant_schedule(0.1), phase_steps=(5,),
+                    switch_step=0)
 
 
 def test_a_config_run_is_the_library_run_with_the_same_pieces(data_dir):
