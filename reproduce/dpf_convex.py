@@ -36,12 +36,14 @@ def problem(correlated: bool, compressible: bool, sparsity: float, seed: int = 0
   return a, (a @ x).astype(np.float32)[:, None]
 
 
-def compare(correlated: bool, compressible: bool, sparsity: float) -> tuple[float, float, int]:
-  a, b = problem(correlated, compressible, sparsity)
-
-  def loss(params, state, batch, rng):
+def dpf(a, b, sparsity: float, decay_on_dense: bool) -> tuple[float, int]:
+  """(f of DPF's pruned model, mask flips in the last 400 steps). The ridge term is either in the
+  loss, so its gradient is taken at the pruned model like the data term's, or weight decay on the
+  dense x, as SGD's weight decay acts on the dense weights in the thesis's runs."""
+  def loss(params, state, batch, rng, ridge=not decay_on_dense):
     w = params["w"]
-    value = 0.5 * jnp.mean((batch["input"] @ w - batch["label"])**2) + 0.5 * LAM * jnp.sum(w**2)
+    value = 0.5 * jnp.mean((batch["input"] @ w - batch["label"])**2)
+    value = value + 0.5 * LAM * jnp.sum(w**2) if ridge else value
     return value, (state, {"loss": value})
 
   pruning = masking.Pruning("dpf", sparsity, 16, 400, 1, prune_classifier=True)
@@ -55,27 +57,43 @@ def compare(correlated: bool, compressible: bool, sparsity: float) -> tuple[floa
     batch = {"input": a, "label": b, "step": t}
     grads, (state, metrics) = jax.grad(task.loss, has_aux=True)(params, state, batch, None)
     rate = jnp.minimum(1 / smooth, 4 / (mu * (t + 2)))
+    if decay_on_dense:
+      grads = jax.tree.map(lambda g, x: g + LAM * x, grads, params)
     return (jax.tree.map(lambda x, g: x - rate * g, params, grads), state), metrics
 
   (params, state), metrics = jax.jit(lambda c: jax.lax.scan(step, c, jnp.arange(STEPS)))(
       (params, state))
   flips = np.asarray(metrics["masking/flips"])[::16][-400 // 16:].sum()
-  f = lambda w: float(loss({"w": jnp.asarray(w)}, {}, {"input": a, "label": b}, None)[0])
+  return objective(a, b, deployed(params, state)[0]["w"]), int(flips)
+
+
+def objective(a, b, w) -> float:
+  w = np.asarray(w, np.float64)
+  return float(0.5 * np.mean((a @ w - b)**2) + 0.5 * LAM * np.sum(w**2))
+
+
+def compare(correlated: bool, compressible: bool, sparsity: float):
+  a, b = problem(correlated, compressible, sparsity)
+  in_loss, flips_in_loss = dpf(a, b, sparsity, decay_on_dense=False)
+  on_dense, flips_on_dense = dpf(a, b, sparsity, decay_on_dense=True)
   optimum = np.linalg.solve(a.T @ a / N + LAM * np.eye(D), a.T @ b / N)
   one_shot = optimum * (np.abs(optimum) > np.sort(np.abs(optimum).ravel())[round(sparsity * D) - 1])
-  return f(deployed(params, state)[0]["w"]), f(one_shot), int(flips)
+  return in_loss, flips_in_loss, on_dense, flips_on_dense, objective(a, b, one_shot)
 
 
 def main():
-  print(f"{'features':>10} {'optimum':>12} {'sparsity':>8} | {'DPF pruned f':>12} "
-        f"{'one-shot f':>10} {'flips, last 400 steps':>22}")
+  print("f of the pruned model (flips of the mask in the last 400 steps); DPF with the ridge term "
+        "in the loss,\nor as weight decay on the dense x; one-shot: the optimum pruned once.\n")
+  print(f"{'features':>10} {'optimum':>12} {'sparsity':>8} | {'DPF, ridge in loss':>19} | "
+        f"{'DPF, decay on x':>16} | {'one-shot':>8}")
   for correlated in (False, True):
     for compressible in (False, True):
       for sparsity in (0.8, 0.9):
-        dpf, one_shot, flips = compare(correlated, compressible, sparsity)
+        in_loss, f1, on_dense, f2, one_shot = compare(correlated, compressible, sparsity)
         print(f"{'correlated' if correlated else 'isotropic':>10} "
               f"{'compressible' if compressible else 'dense':>12} {sparsity:>8.0%} | "
-              f"{dpf:>12.3f} {one_shot:>10.3f} {flips:>22}", flush=True)
+              f"{in_loss:>10.3f} ({f1:>5}) | {on_dense:>7.3f} ({f2:>5}) | {one_shot:>8.3f}",
+              flush=True)
 
 
 if __name__ == "__main__":
