@@ -4,7 +4,7 @@ K workers with batch B do the FLOPs of one model on a batch of K*B; the ratio
   (time per example, K simulated workers) / (time per example, one model on K*B)
 is the engine's overhead. Measured after compilation on the jitted training chunk that `launch`
 runs (MLP 40-256-256-10 on MNIST-1D, Nesterov SGD with weight decay), batches already on the device:
-local SGD (H=4) with the K workers vmapped on one device, local SGD and mini-batch SGD simulated
+local SGD (H=4) and mini-batch SGD with the K workers vmapped on one device, both simulated
 the way `launch` does on CPU (`Simulated(devices=0)`: split over 4 CPU devices per core, vmapped
 within each), and local SGD over 8 devices (shard_map). The one model runs on one device, its
 products on every core; "one model /cores" is mini-batch SGD with the batch split over one device
@@ -42,7 +42,8 @@ def main(args):
         f"medians of {args.repeats} chunks of {STEPS} steps, taken in turns.\nratio = time per "
         "example / that of one model on the same total batch K*B (mini-batch SGD, one device)\n")
   columns = {"one/cores": "one model /cores", "local1": "local H=4, 1 dev",
-             "local": f"local H=4 /{args.devices}", "minibatch": f"mini-batch /{args.devices}",
+             "local": f"local H=4 /{args.devices}", "minibatch1": "mini-batch, 1 dev",
+             "minibatch": f"mini-batch /{args.devices}",
              "mesh": f"local, shard_map x{MESH}"}
   header = (f"{'B':>4} {'K':>3} | {'one model':>10} | " +
             " | ".join(f"{t:>16}" for t in columns.values()) + " | compile s")
@@ -60,6 +61,7 @@ def main(args):
         cases["one/cores"] = case(cores, k * batch // cores, "minibatch_sgd", "simulated",
                                   layout=jaxdist.Simulated(devices=cores))
       cases["local1"] = case(k, batch, "local_sgd", "simulated", layout=one_device)
+      cases["minibatch1"] = case(k, batch, "minibatch_sgd", "simulated", layout=one_device)
       if k % args.devices == 0:
         cases["local"] = case(k, batch, "local_sgd", "simulated", layout=spread)
         cases["minibatch"] = case(k, batch, "minibatch_sgd", "simulated", layout=spread)

@@ -96,6 +96,7 @@ MASKING_FIELDS = {"method": "masking.name", "sparsity": "masking.sparsity",
                   "granularity": "masking.granularity", "thresholds": "masking.thresholds",
                   "freeze_at": "masking.freeze_at"}
 RUN_FIELDS = {"num_workers": "workers.num_workers", "num_devices": "workers.num_devices",
+              "devices": "workers.num_devices",
               "layout": "workers.backend", "steps_per_chunk": "train.log_every",
               "num_steps": "train.num_steps", "keep": "checkpoint.keep",
               "checkpoint_every": "checkpoint.every_steps", "eval_every": "eval.every_steps",
@@ -314,6 +315,25 @@ def _check_unused_fields(config) -> None:
     masking.Pruning("dpf", masks.sparsity, masks.recompute_every, 1, 2,
                     granularity=masks.granularity, thresholds=masks.thresholds)
     masking.LearnedMask(masks.initial_sparsity, masks.skip_layers)
+
+
+# all-reduce every step: split over devices, each step pays a rendezvous of them, which only
+# four or more workers per device amortise (benchmarks/simulation_overhead.py, mini-batch SGD on
+# 8 devices: K = 8 1.97x / 1.19x one model at B = 32 / 128, on one device 1.08x / 1.06x; K = 32
+# 1.56x / 1.07x split, 1.59x / 1.41x on one device)
+ALLREDUCE_EVERY_STEP = ("minibatch_sgd",)
+WORKERS_PER_DEVICE_TO_SPLIT = 4
+
+
+def simulated_layout(config) -> Simulated:
+  """workers.num_devices CPU devices, or 0: every CPU device that divides the grid (launch makes
+  four per core), except one for an algorithm that all-reduces every step with fewer than 4
+  workers per device."""
+  devices = config.workers.num_devices
+  if (devices == 0 and config.algo.name in ALLREDUCE_EVERY_STEP and config.workers.num_workers
+      < WORKERS_PER_DEVICE_TO_SPLIT * jax.local_device_count()):
+    devices = 1
+  return Simulated(devices=devices)
 
 
 def _algo_fields(algo) -> dict[str, str]:
@@ -621,8 +641,7 @@ class Experiment:
                                switch_step=switch, local_steps_warmup=h_warmup)
     shape, _ = config_lib.worker_grid(config)
     with fields(RUN_FIELDS):
-      # simulated: over this host's CPU devices when there are several (one per core, see launch)
-      layout = (Simulated(devices=0) if config.workers.backend == "simulated" else
+      layout = (simulated_layout(config) if config.workers.backend == "simulated" else
                 Sharded(config.workers.num_devices))
       self.runner = Runner(self.algorithm, from_arrays(self.dataset.train, sampler), grid=shape,
                            layout=layout, seed=config.seed, steps_per_chunk=config.train.log_every,

@@ -80,8 +80,10 @@ def default() -> ml_collections.ConfigDict:
   c.workers = dict(
       num_workers=8,  # K
       per_node=0,  # hierarchical_local_sgd: workers per node (K / per_node nodes)
-      backend="simulated",  # simulated: vmap on one device | shard_map: over a device mesh
-      num_devices=0,  # shard_map: devices in the mesh, 0 = all visible
+      backend="simulated",  # simulated: vmap (split over CPU devices) | shard_map: over a mesh
+      # shard_map: devices in the mesh, 0 = all visible; simulated: CPU devices the workers are
+      # split over, 0 = every one that divides the grid (1 for minibatch_sgd)
+      num_devices=0,
   )
   c.data = dict(
       name="mnist1d",  # mnist1d | digits (offline) | mnist | cifar10 (prepared in data_dir)

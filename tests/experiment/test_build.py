@@ -95,3 +95,18 @@ def test_a_config_run_is_the_library_run_with_the_same_pieces(data_dir):
   by_hand = jaxdist.train(algorithm, params, model_state, data=experiment.runner.data,
                           num_steps=8, num_workers=4, steps_per_chunk=4, progress=False)
   assert by_config.final["train/loss"] == by_hand.final["train/loss"]
+
+
+def test_simulated_workers_are_split_over_the_cpu_devices_unless_every_step_all_reduces(data_dir):
+  config = default()
+  assert build.simulated_layout(config).devices == 0  # local SGD: every dividing device
+  config.algo.name = "minibatch_sgd"
+  assert build.simulated_layout(config).devices == 1  # an all-reduce every step, 1 per device
+  config.workers.num_workers = 32
+  assert build.simulated_layout(config).devices == 0  # 4 workers per device amortise it
+  config.workers.num_devices = 2
+  assert build.simulated_layout(config).devices == 2  # asked for
+  config = tiny_config(data_dir)
+  config.workers.num_devices = 64
+  with pytest.raises(ConfigError, match=r"^workers.num_devices: "):
+    build.Experiment(config)
