@@ -260,8 +260,15 @@ class Runner:
     return jax.tree.map(place, host)
 
   def _chunk(self, state: RunState, batches):
-    def body(state, batch):
-      rng = jax.random.fold_in(jax.random.fold_in(state.rng, state.step), collectives.index())
+    # every step's key, drawn before the loop as one batched threefry: inside it each fold_in
+    # is a rolled loop of its own on CPU (the same keys either way)
+    steps = jax.tree.leaves(batches)[0].shape[0]
+    index = collectives.index()
+    keys = jax.vmap(lambda t: jax.random.fold_in(jax.random.fold_in(state.rng, t), index))(
+        state.step + jnp.arange(steps, dtype=state.step.dtype))
+
+    def body(state, inputs):
+      batch, rng = inputs
       if isinstance(batch, dict):
         batch = {**batch, "step": state.step}  # shared by the workers; see objectives.Task
       algorithm, metrics = self.algorithm.step(state.algorithm, batch, rng)
@@ -272,10 +279,9 @@ class Runner:
         metrics = {**metrics, "nonfinite/skipped": 1.0 - ok.astype(jnp.float32)}
       return state.replace(step=state.step + 1, algorithm=algorithm), metrics
 
-    state, metrics = lax.scan(body, state, batches)
+    state, metrics = lax.scan(body, state, (batches, keys))
     finite = self._everywhere_finite({}, state.algorithm)  # once a chunk: the parameters
     metrics = collectives.mean(metrics)  # one all-reduce for the chunk, not one per step
-    steps = jax.tree.leaves(batches)[0].shape[0]
     metrics["nonfinite/params"] = jnp.broadcast_to(1.0 - finite.astype(jnp.float32), (steps,))
     return state, metrics
 
