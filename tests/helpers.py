@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import shutil
 
 import chex
 import jax
@@ -99,3 +100,16 @@ def tiny_config(data_dir, **sections):
   for section, fields in sections.items():
     config[section].update(fields)
   return config
+
+
+def assert_resumes_bit_exactly(run, tmp_path, last: int = 8, checkpoint: int = 4):
+  """`run(directory)` trains to step `last` with checkpoints every `checkpoint` steps: its last
+  checkpoint deleted and the run repeated, it resumes at `last - checkpoint` and ends with the
+  unbroken run's state, bit for bit. Returns the unbroken run."""
+  unbroken = run(tmp_path / "unbroken")
+  run(tmp_path / "broken")
+  shutil.rmtree(tmp_path / "broken" / str(last))
+  resumed = run(tmp_path / "broken")
+  assert resumed.started == last - checkpoint
+  chex.assert_trees_all_equal(unbroken.state, resumed.state)
+  return unbroken

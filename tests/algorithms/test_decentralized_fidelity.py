@@ -2,7 +2,6 @@
 orders and both public-copy starts (Alg. 2, Koloskova et al.), its error-feedback form (Alg. 15),
 QG-DAdam (Alg. 19); the configs of Table 4.1 / 13.1 and 9.5; metrics in float64; resume."""
 
-import shutil
 
 import chex
 import jax
@@ -11,7 +10,14 @@ import optax
 import pytest
 
 import jaxdist
-from helpers import LR, assert_same, per_step, regression_data, run_algorithm
+from helpers import (
+    LR,
+    assert_resumes_bit_exactly,
+    assert_same,
+    per_step,
+    regression_data,
+    run_algorithm,
+)
 from helpers import linear_regression_loss as loss
 from helpers import sgd as helpers_sgd
 from jaxdist.algorithms.decentralized import ConsensusControl
@@ -203,12 +209,7 @@ def test_new_states_resume_bit_identical(tmp_path, variant):
       RESUMED[variant](), params, data=per_step(batches), num_workers=N, num_steps=8,
       steps_per_chunk=4, progress=False, checkpoint_dir=str(directory), checkpoint_every=4,
       keep=3)
-  unbroken = run(tmp_path / "unbroken")
-  run(tmp_path / "interrupted")
-  shutil.rmtree(tmp_path / "interrupted" / "8")
-  resumed = run(tmp_path / "interrupted")
-  assert resumed.started == 4
-  chex.assert_trees_all_equal(unbroken.state, resumed.state)
+  assert_resumes_bit_exactly(run, tmp_path)
 
 
 def _baseline_by_hand(name, params, batches, steps, gamma=0.2, fraction=0.4):

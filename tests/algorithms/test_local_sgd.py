@@ -1,7 +1,6 @@
 """The local SGD family: exact equivalences, locality of state, equal numbers on devices."""
 
 import functools
-import shutil
 
 import chex
 import flax.linen as nn
@@ -12,7 +11,7 @@ import optax
 import pytest
 
 import jaxdist
-from helpers import LR, regression_data, run_algorithm, sgd
+from helpers import LR, assert_resumes_bit_exactly, regression_data, run_algorithm, sgd
 from helpers import assert_same as _same
 from helpers import linear_regression_loss as loss
 from jaxdist.algorithms.base import bits_per_model
@@ -483,9 +482,4 @@ def test_new_variants_resume_bit_exactly(variant, tmp_path):
                          num_steps=8, grid=grid, steps_per_chunk=4, checkpoint_dir=str(directory),
                          checkpoint_every=4, progress=False)
 
-  unbroken = run(tmp_path / "unbroken")
-  run(tmp_path / "broken")
-  shutil.rmtree(tmp_path / "broken" / "8")
-  resumed = run(tmp_path / "broken")
-  assert resumed.started == 4
-  chex.assert_trees_all_equal(unbroken.state, resumed.state)
+  assert_resumes_bit_exactly(run, tmp_path)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import jaxdist
-from helpers import run_algorithm, sgd, tiny_config
+from helpers import assert_resumes_bit_exactly, run_algorithm, sgd, tiny_config
 from jaxdist import models
 from jaxdist.errors import ArgumentError, ConfigError
 from jaxdist.experiment import run
@@ -143,7 +143,6 @@ def test_learned_masks_run_from_a_pretrained_workdir_and_resume(data_dir, tmp_pa
   assert sum(masks[k].nbytes for k in masks) == sum(-(-n // 8) for n in (64 * 32, 32 * 2))
   run(config, str(tmp_path / "interrupted"))
   for step in ("8", "12"):
-    import shutil
     shutil.rmtree(tmp_path / "interrupted" / "checkpoints" / step)
   os.remove(tmp_path / "interrupted" / "model.npz")
   resumed = run(config, str(tmp_path / "interrupted"))
@@ -279,10 +278,5 @@ def test_dpf_variants_resume_bit_exactly(tmp_path):
     return jaxdist.train(algorithm, params, state, data=data, num_steps=8, steps_per_chunk=4,
                          checkpoint_dir=str(directory), checkpoint_every=4, progress=False)
 
-  unbroken = run(tmp_path / "unbroken")
-  run(tmp_path / "broken")
-  shutil.rmtree(tmp_path / "broken" / "8")
-  resumed = run(tmp_path / "broken")
-  assert resumed.started == 4
-  chex.assert_trees_all_equal(unbroken.state, resumed.state)
+  unbroken = assert_resumes_bit_exactly(run, tmp_path)
   assert unbroken.final["train/masking/sparsity"] == pytest.approx(0.6, abs=0.05)
