@@ -24,7 +24,8 @@ import optax.tree_utils as otu
 from jaxdist.algorithms import base
 from jaxdist.core.state import shared, state_class
 from jaxdist.errors import ArgumentError, check_fraction
-from jaxdist.federated import averaging, server, statistics
+from jaxdist.federated import averaging, server
+from jaxdist.federated import statistics as statistics_lib
 
 
 @state_class
@@ -52,14 +53,14 @@ class MimeLite:
 
   def __init__(self, client: averaging.LocalTraining, momentum: float, *,
                server_optimizer: optax.GradientTransformation | None = None,
-               statistics: statistics.Averaged | None = None):
+               statistics: statistics_lib.Averaged | None = None):
     if not isinstance(client, averaging.LocalTraining):
       raise ArgumentError("client", f"{client!r} is not a LocalTraining",
                           "jaxdist.federated.LocalTraining(...)")
     check_fraction("momentum", momentum)
     self.client, self.beta = client, momentum
     self.server_tx = server.fedavg() if server_optimizer is None else server_optimizer
-    self.statistics = averaging._statistics() if statistics is None else statistics
+    self.statistics = statistics_lib.Averaged() if statistics is None else statistics
 
   def init(self, params, model_state, rng) -> MimeState:
     del rng
@@ -84,9 +85,9 @@ class MimeLite:
         direction=lambda grads: self._combine(grads, state.momentum))
     full = self.full_gradient(state.params, start, batch, jax.random.fold_in(rng, 2**31 - 1))
     present = (weight > 0).astype(jnp.float32)  # 1/|S| sum_i grad f_i(x)
-    momentum = self._combine(statistics.weighted_mean(full, present), state.momentum)
+    momentum = self._combine(statistics_lib.weighted_mean(full, present), state.momentum)
     server_params, opt_state = server.apply(self.server_tx, state.params, state.opt_state,
-                                            statistics.weighted_mean(params, weight))
+                                            statistics_lib.weighted_mean(params, weight))
     server_state, kept = self.statistics.finish(state.statistics, model_state, client, weight)
     bits = 2 * float(base.bits_per_model(state.params))
     new = MimeState(state.round + 1, server_params, server_state, momentum, opt_state, kept)
