@@ -25,7 +25,8 @@ import numpy as np
 
 from jaxdist import kernels as lib
 from jaxdist.core.layouts import Sharded, Simulated
-from jaxdist.errors import ArgumentError, ConfigError, check_fraction
+from jaxdist.errors import ConfigError, check_fraction
+from jaxdist.experiment.build import fields
 from jaxdist.experiment.runs import claim_workdir
 from jaxdist.experiment.writers import MetricWriter
 
@@ -33,6 +34,12 @@ TASKS = {"svm": tuple(lib.SVM_METHODS), "krr": lib.KRR_METHODS,
          "asy_gcd": ("asy_gcd", "synchronous_block_greedy")}
 DATASETS = ("ijcnn", "covtype", "regression", "libsvm")
 BACKENDS = ("simulated", "shard_map")
+# methods whose partition is the method itself (a `partitioner` field would contradict it)
+OWN_PARTITION = ("ca_svm", "cp_svm", "fcfs_svm", "bkm_svm", "dc_svm", "dc_filter", "sub_sampling")
+POWER_OF_TWO_WORKERS = ("cascade", "dc_svm", "dc_filter")  # a binary tree of solves
+FIELDS = {"kernel": "kernel.name", "gamma": "kernel.gamma", "coef0": "kernel.coef0",
+          "degree": "kernel.degree", "C": "svm.C", "tol": "svm.tol", "max_iter": "svm.max_iter",
+          "sigmas": "krr.sigmas", "lambdas": "krr.lambdas", "lost_updates": "asy_gcd.lost_updates"}
 
 
 def default() -> ml_collections.ConfigDict:
@@ -58,11 +65,11 @@ def _choice(config, field, allowed):
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError naming the first field that cannot be used."""
   known = default()
-  for section, fields in config.items():
+  for section, entries in config.items():
     if section not in known:
       raise ConfigError(section, f"no such field {section!r}", ", ".join(sorted(known)))
-    if isinstance(fields, ml_collections.ConfigDict):
-      for key in fields:
+    if isinstance(entries, ml_collections.ConfigDict):
+      for key in entries:
         if key not in known[section]:
           raise ConfigError(f"{section}.{key}", f"no such field {key!r} in {section}",
                             ", ".join(sorted(known[section])))
@@ -74,6 +81,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _choice(config, "workers.backend", BACKENDS)
   if config.partitioner:
     _choice(config, "partitioner", lib.partition.PARTITIONERS)
+    if config.method in OWN_PARTITION:
+      raise ConfigError("partitioner", f"method {config.method} partitions the rows its own way",
+                        "'' (empty) for it")
   if config.data.name == "libsvm" and not config.data.path:
     raise ConfigError("data.path", "a LIBSVM dataset needs the path of its file", "a path")
   regression = config.data.name in ("regression", "libsvm")
@@ -88,20 +98,18 @@ def validate(config: ml_collections.ConfigDict) -> None:
     value = config[section][key]
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
       raise ConfigError(field, f"must be an integer >= {low}, got {value!r}", f">= {low}")
-  if config.workers.num_workers > config.data.num_train:
+  workers = config.workers.num_workers
+  if workers > config.data.num_train:
     raise ConfigError("workers.num_workers", "more workers than training rows",
                       f"1..{config.data.num_train}")
-  try:
+  if config.method in POWER_OF_TWO_WORKERS and workers & (workers - 1):
+    raise ConfigError("workers.num_workers", f"{workers} is not a power of two, which "
+                      f"{config.method}'s tree of solves needs", "1, 2, 4, 8, ...")
+  with fields(FIELDS):
     _kernel(config)
     lib.krr_family.grid(config.krr.lambdas, config.krr.sigmas)
     check_fraction("lost_updates", config.asy_gcd.lost_updates, closed=True)
     lib.smo.check_svm_arguments(config.svm.C, config.svm.tol, config.svm.max_iter)
-  except ArgumentError as e:
-    field = {"kernel": "kernel.name", "sigmas": "krr.sigmas", "lost_updates":
-             "asy_gcd.lost_updates"}.get(e.argument, e.argument)
-    field = field if "." in field else (f"kernel.{field}" if field in ("gamma", "degree")
-                                        else f"svm.{field}")
-    raise ConfigError(field, e.problem, e.allowed) from None
 
 
 def _filled(config):
@@ -142,8 +150,8 @@ def _say(message: str) -> None:
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Runs the method the config names; returns the result record with "preempted"."""
   config = _filled(config)
+  x, y, x_test, y_test = _data(config)  # a dataset that cannot be read leaves the workdir free
   claim_workdir(workdir, config)
-  x, y, x_test, y_test = _data(config)
   writer = MetricWriter(workdir)
   try:
     if config.task == "asy_gcd":
@@ -162,8 +170,6 @@ def _run_method(config, writer, x, y, x_test, y_test):
   if config.partitioner:
     common["partitioner"] = config.partitioner
   if config.task == "svm":
-    if config.method == "sub_sampling":
-      common.pop("partitioner", None)
     report = lib.SVM_METHODS[config.method](
         x, y, x_test, y_test, kernel=_kernel(config), C=config.svm.C, tol=config.svm.tol,
         max_iter=config.svm.max_iter, **common)

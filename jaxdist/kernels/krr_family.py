@@ -93,9 +93,10 @@ def _dkrr_solve(blocks, test_blocks, y, mask, y_test, gammas, lambdas):
 def grid(lambdas, sigmas) -> tuple[np.ndarray, np.ndarray, list[tuple[float, float]]]:
   """The (lambda, sigma) grid as gammas = 1 / (2 sigma^2) and lambdas, one entry per point."""
   lambdas, sigmas = np.atleast_1d(lambdas), np.atleast_1d(sigmas)
-  if np.any(sigmas <= 0) or np.any(lambdas < 0):
-    raise ArgumentError("sigmas", "sigmas must be > 0 and lambdas >= 0",
-                        "sigma > 0, lambda >= 0")
+  if np.any(sigmas <= 0):
+    raise ArgumentError("sigmas", f"{sigmas.tolist()} has a value <= 0", "sigma > 0")
+  if np.any(lambdas < 0):
+    raise ArgumentError("lambdas", f"{lambdas.tolist()} has a value < 0", "lambda >= 0")
   points = [(float(lam), float(s)) for s in sigmas for lam in lambdas]
   gammas = np.array([1.0 / (2.0 * s**2) for _, s in points])
   return gammas, np.array([lam for lam, _ in points]), points

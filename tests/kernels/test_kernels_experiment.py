@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from jaxdist.errors import ConfigError
+from jaxdist.errors import ConfigError, UserError
 from jaxdist.experiment import run, validate
 from jaxdist.experiment.kernels import default
 from jaxdist.experiment.writers import read_metrics
@@ -55,3 +55,17 @@ def test_bad_fields_are_named():
     validate(tiny(kernel__gamma=-1.0))
   with pytest.raises(ConfigError, match=r"svm.CC: no such field 'CC' in svm"):
     validate(tiny(svm__CC=1.0))
+  with pytest.raises(ConfigError, match=r"^partitioner: method ca_svm partitions the rows its"):
+    validate(tiny(partitioner="kmeans"))  # ca_svm's partition is the method
+  with pytest.raises(ConfigError, match=r"^workers.num_workers: 6 is not a power of two"):
+    validate(tiny(method="cascade", workers__num_workers=6))
+  with pytest.raises(ConfigError, match=r"^krr.lambdas: \[-1.0\] has a value < 0"):
+    validate(tiny(task="krr", method="dc_krr", data__name="regression",
+                  krr__lambdas=(-1.0,)))
+
+
+def test_an_unreadable_dataset_leaves_the_workdir_unclaimed(tmp_path):
+  config = tiny(data__name="libsvm", data__path=str(tmp_path / "missing.svm"))
+  with pytest.raises(UserError, match="no LIBSVM file"):
+    run(config, str(tmp_path / "run"))
+  assert not os.path.exists(tmp_path / "run" / "config.json")
