@@ -276,6 +276,10 @@ def test_consensus_control_by_phase_adaptive_and_residual_rules():
   for phase, steps in enumerate((slice(0, 4), slice(4, 8), slice(8, 12))):
     assert max(by_phase["consensus/distance"][steps]) <= targets[phase]
   assert max(by_phase["comm/rounds"][:8]) > 1 and list(by_phase["comm/rounds"][8:]) == [1] * 4
+  _, zero_first = _controlled(ConsensusControl((0.0, targets[1], 0.0), phase_steps=(4, 8),
+                                               max_rounds=50))
+  rounds = list(zero_first["comm/rounds"])  # target 0: no control in that phase
+  assert rounds[:4] == [1] * 4 and rounds[8:] == [1] * 4 and max(rounds[4:8]) > 1
 
   def ema(phi):
     out = []

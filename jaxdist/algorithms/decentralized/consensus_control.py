@@ -131,6 +131,7 @@ class ConsensusControl:
     if self.exact_phases:
       controlled &= ~exact
     target = jnp.asarray(self.targets, jnp.float32)[phase]
+    controlled &= target > 0  # a phase with target 0 takes no extra rounds
     if self.rule != "distance":
       target = target * phi_ema
 
