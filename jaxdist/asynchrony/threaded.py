@@ -86,20 +86,22 @@ class ThreadedAsyncSGD:
     self.learning_rate, self.reduction = learning_rate, reduction
     self._grad = jax.jit(lambda p, i, w: jax.grad(loss_fn)(p, data(i, w)))
 
-  def run(self, params: Any, num_updates: int) -> ThreadedResult:
-    """Runs until the store has applied `num_updates` pushes in all."""
+  def run(self, params: Any, num_updates: int, first_index: int = 0) -> ThreadedResult:
+    """Runs until the store has applied `num_updates` pushes in all; the pushes draw batches
+    `first_index`, `first_index + 1`, ... (continue a run with the number it has done)."""
     check_at_least("num_updates", num_updates, 1, integer=True)
+    check_at_least("first_index", first_index, 0, integer=True)
     workers = len(self.devices)
     step = self.learning_rate / workers if self.reduction == "mean" else self.learning_rate
     store = _Store(params, step)
-    issued, issue_lock = [0], threading.Lock()
+    issued, issue_lock = [first_index], threading.Lock()
     errors: list[BaseException] = []
 
     def worker(w: int, device) -> None:
       try:
         while True:
           with issue_lock:
-            if issued[0] >= num_updates:
+            if issued[0] >= first_index + num_updates:
               return
             index = issued[0]
             issued[0] += 1

@@ -320,7 +320,7 @@ def _run_threaded(config, loop):
       devices=devices[:config.algo.num_workers], reduction=config.algo.reduction)
 
   def advance(state, done):
-    result = runner.run(jax.device_get(state), config.train.log_every)
+    result = runner.run(jax.device_get(state), config.train.log_every, first_index=done)
     return result.params, {"staleness/mean": result.staleness.mean(),
                            "staleness/max": result.staleness.max(),
                            "updates_per_second": result.updates_per_second,

@@ -98,6 +98,10 @@ def test_threaded_runner_properties():
   assert float(loss(result.params, full)) < 1e-3 * float(loss(start, full))
   alone = asynchrony.ThreadedAsyncSGD(loss, 0.02, data, devices=jax.devices()[:1]).run(start, 50)
   assert (alone.staleness == 0).all()  # one worker is never stale
+  # one worker in two calls draws the batches of one call of 50: continued, not repeated
+  one = asynchrony.ThreadedAsyncSGD(loss, 0.02, data, devices=jax.devices()[:1])
+  halves = one.run(one.run(start, 25).params, 25, first_index=25)
+  np.testing.assert_allclose(halves.params["w"], alone.params["w"], rtol=1e-6)
 
 
 def test_coordinate_blocks_concatenate_to_the_gradient_and_bcd_converges():
