@@ -9,6 +9,7 @@ loss in its own coordinates only) and concatenates them; `coordinate_parallel_gd
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import jax
@@ -46,6 +47,7 @@ def coordinate_parallel_gd(loss_fn: Callable[[jax.Array], jax.Array], x0: jax.Ar
   return lax.scan(step, jnp.asarray(x0), None, length=num_steps)[0]
 
 
+@functools.partial(jax.jit, static_argnames=("num_blocks", "num_sweeps"))  # once per shape
 def block_coordinate_descent(a: jax.Array, b: jax.Array, x0: jax.Array, *, num_blocks: int,
                              num_sweeps: int) -> jax.Array:
   """Cyclic BCD on f(x) = ||a x - b||^2 / (2n): block p steps by 1/L_p, L_p the largest
