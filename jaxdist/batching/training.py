@@ -212,7 +212,8 @@ class AdaptiveBatchSGD:
 
     grads, loss, _ = accumulation.mean_gradient(
         self.loss_fn, state.params, state.model_state, at, count, micro_batch=self.micro_batch,
-        num_micro=self.full_micro, rng=jax.random.fold_in(state.key, 2**31 - 1))
+        num_micro=self.full_micro, rng=jax.random.fold_in(state.key, 2**31 - 1),
+        split=accumulation.split_counts(jnp.int32(self.num_examples), jnp.int32(share)))
     weight = count.astype(jnp.float32) / self.num_examples
     grads = _weighted_sum(grads, weight, self.num_workers)
     return _weighted_sum(loss, weight, self.num_workers), otu.tree_l2_norm(grads, squared=True)
@@ -229,14 +230,15 @@ class AdaptiveBatchSGD:
     scale = jnp.where(over, scale * self.max_batch / batch, scale)
     batch = jnp.minimum(batch, self.max_batch)
     workers = variable_workers.active_workers(batch, self.examples_per_worker, self.max_workers)
-    start, count = variable_workers.worker_share(
-        batch, jnp.minimum(workers, self.num_workers), collectives.index())
+    grid_workers = jnp.minimum(workers, self.num_workers)
+    start, count = variable_workers.worker_share(batch, grid_workers, collectives.index())
     key = jax.random.fold_in(state.key, state.updates)
     sample_key, loss_key, compress_key = jax.random.split(key, 3)
     grads, loss, model_state = accumulation.mean_gradient(
         self.loss_fn, state.params, state.model_state, self._examples(sample_key, data, start),
         count, micro_batch=self.micro_batch, num_micro=self.num_micro,
-        rng=jax.random.fold_in(loss_key, collectives.index()), always_full=self.always_full)
+        rng=jax.random.fold_in(loss_key, collectives.index()), always_full=self.always_full,
+        split=accumulation.split_counts(batch, -(-batch // grid_workers)))
     # every worker's mean, weighted by its share of the batch; C(c g) = c C(g) for c >= 0 for
     # every compressor here, so compressing the weighted mean is compressing the worker's mean
     weight = count.astype(jnp.float32) / batch.astype(jnp.float32)
