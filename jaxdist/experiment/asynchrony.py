@@ -49,6 +49,20 @@ COMPUTE_TIMES = ("constant", "exponential", "lognormal", "straggler")
 SPARSE = ("hogwild", "cyclades")
 
 
+FIELDS = {  # library argument -> config field
+    "num_workers": "algo.num_workers", "num_cores": "algo.num_workers",
+    "num_blocks": "algo.num_workers", "learning_rate": "algo.learning_rate",
+    "local_learning_rate": "algo.local_learning_rate", "optimizer": "algo.optimizer",
+    "reduction": "algo.reduction", "push_every": "algo.push_every",
+    "fetch_every": "algo.fetch_every", "time": "algo.compute_time", "mean_time": "algo.time_mean",
+    "offset": "algo.time_offset", "sigma": "algo.time_sigma", "slowdown": "algo.slowdown",
+    "staleness": "algo.staleness", "tau": "algo.tau", "tau_max": "algo.tau", "reads": "algo.reads",
+    "num_backup": "algo.num_backup", "num_examples": "data.num_examples", "dim": "data.dim",
+    "nonzeros": "data.nonzeros", "objective": "data.objective",
+    "regularization": "data.regularization",
+}
+
+
 def default() -> ml_collections.ConfigDict:
   """Every field of the family, with its default."""
   c = ml_collections.ConfigDict()
@@ -142,6 +156,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _check("data.nonzeros", data.nonzeros <= data.dim, f"{data.nonzeros} is more than data.dim",
          f"1 .. {data.dim}")
   _check("algo.slowdown", algo.slowdown >= 1, f"must be >= 1, got {algo.slowdown}", ">= 1")
+  if algo.name == "bcd":
+    _check("algo.num_workers", data.dim % algo.num_workers == 0, f"{algo.num_workers} blocks "
+           f"do not divide data.dim ({data.dim})", f"divisors of {data.dim}")
+  if algo.name == "cyclades":
+    _check("algo.cyclades_batch", algo.cyclades_batch <= data.num_examples, f"{algo.cyclades_batch}"
+           f" is more than data.num_examples ({data.num_examples})", f"1 .. {data.num_examples}")
   _check("train.log_every", train.num_steps % train.log_every == 0, f"{train.log_every} does "
          f"not divide train.num_steps ({train.num_steps})", "divisors of train.num_steps")
   every = config.checkpoint.every_steps
@@ -356,5 +376,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       return _run_sparse(config, loop)
     run_algorithm = {"async_ps": _run_async_ps, "threaded": _run_threaded, "bcd": _run_bcd}
     return run_algorithm[config.algo.name](config, loop)
-  except ArgumentError as e:
-    raise ConfigError(f"algo.{e.argument}", e.problem, e.allowed) from None
+  except ArgumentError as e:  # the library's argument, named as the field that set it
+    if e.argument not in FIELDS:
+      raise
+    raise ConfigError(FIELDS[e.argument], e.problem, e.allowed) from None

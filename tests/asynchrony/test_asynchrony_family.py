@@ -67,3 +67,17 @@ def test_bad_fields_are_named():
   with pytest.raises(ConfigError, match=r"algo.tauu: no such field"):
     jaxdist.experiment.validate(ml_collections.ConfigDict({**family.default().to_dict(),
                                                            "algo": {"tauu": 1}}))
+
+
+@pytest.mark.parametrize("name, fields, message", [
+    ("bcd", {"data.dim": 10, "algo.num_workers": 3}, r"^algo.num_workers: 3 blocks do not divide"),
+    ("cyclades", {"algo.cyclades_batch": 10**6}, r"^algo.cyclades_batch: 1000000 is more than"),
+])
+def test_sizes_the_library_would_refuse_are_named_as_fields(name, fields, message):
+  config = family.default()
+  config.algo.name = name
+  for field, value in fields.items():
+    section, key = field.split(".")
+    config[section][key] = value
+  with pytest.raises(ConfigError, match=message):
+    jaxdist.experiment.validate(config)
