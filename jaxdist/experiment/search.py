@@ -37,7 +37,7 @@ from jaxdist import search as search_lib
 from jaxdist.data import datasets
 from jaxdist.errors import ArgumentError, ConfigError
 from jaxdist.experiment.build import fields
-from jaxdist.experiment.runs import claim_workdir, rewrite_metrics, stop_on_sigterm
+from jaxdist.experiment.runs import claim_workdir, flatten, rewrite_metrics, stop_on_sigterm
 from jaxdist.experiment.writers import MetricWriter, finite_or_none, write_atomically
 from jaxdist.models import build as build_model
 from jaxdist.objectives import tasks
@@ -124,6 +124,10 @@ def parse_space(space: ml_collections.ConfigDict) -> dict[str, Any]:
 
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError naming the first field that cannot be used."""
+  known = flatten(default())
+  for field in flatten(config):
+    if field not in known and not field.startswith("space."):  # the space names its own
+      raise ConfigError(field, "no such field in a search config", sorted(known))
   for field, value, allowed in (
       ("search.method", config.search.method, METHODS),
       ("search.priority", config.search.priority, search_lib.priorities.POLICIES),

@@ -64,6 +64,7 @@ def test_a_search_from_a_config(data_dir, tmp_path, monkeypatch):
     ("space", dict(momentum="gauss(0, 1)"), "space.momentum: cannot read 'gauss(0, 1)'"),
     ("search.aggressiveness", 1.0, "search.aggressiveness: 1.0 keeps every model"),
     ("search.method", "bayes", "search.method: unknown value 'bayes'"),
+    ("search.max_iters", 9, "search.max_iters: no such field in a search config"),
 ])
 def test_bad_fields_are_named(field, value, message):
   config = search_family.default()
