@@ -23,6 +23,7 @@ import optax
 import jaxdist
 from jaxdist.algorithms import extrapolation as extrapolation_lib
 from jaxdist.algorithms.decentralized import ChocoGossip, ConsensusControl
+from jaxdist.algorithms.local_sgd import schedules as local_schedules
 from jaxdist.communication import compression, topology
 from jaxdist.communication.gossip import EXCHANGES, Gossip
 from jaxdist.core.layouts import Sharded, Simulated
@@ -150,7 +151,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
                          ("data.augment", datasets.AUGMENTATIONS),
                          ("data.relabel", datasets.RELABELS), ("model.name", MODELS),
                          ("masking.name", MASKINGS), ("optim.optimizer", OPTIMIZERS),
-                         ("eval.model", EVAL_MODELS), ("train.on_nonfinite", ON_NONFINITE)):
+                         ("eval.model", EVAL_MODELS), ("train.on_nonfinite", ON_NONFINITE),
+                         ("algo.local_steps_warmup", local_schedules.WARMUP_RAMPS)):
     _choice(config, field, allowed)
   for field in ("workers.num_workers", "data.batch_size", "train.log_every", "eval.batch_size",
                 "checkpoint.keep"):
@@ -259,12 +261,16 @@ class ConfigWarning(UserWarning):
   """A config that runs, but outside the range where its method is known to work."""
 
 
+# models whose normalisation layers make their weights scale-invariant
+NORMALISED_MODELS = ("resnet8", "resnet20", "resnet20_gn", "resnet20_evonorm", "wrn16_4")
+
+
 def _warn_about_sign_steps(config) -> None:
   """Sign steps move every weight by the learning rate each step: [Lin22]'s 0.1 (ResNet-20 with
   BatchNorm, whose weights are scale-invariant) stops an MLP from learning (the quickstart's
   EF-signSGD: 13.5% test accuracy at 0.1, 49% at 0.05, 88.3% at 0.01, 91.4% at 0.003)."""
   optim = config.optim
-  if config.algo.compression == "none" or config.model.name == "resnet20":
+  if config.algo.compression == "none" or config.model.name in NORMALISED_MODELS:
     return
   scale = config.workers.num_workers * config.data.batch_size / optim.base_batch
   peak = optim.base_lr * {"linear": scale, "sqrt": math.sqrt(scale)}.get(optim.lr_scaling, 1.0)

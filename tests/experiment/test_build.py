@@ -1,6 +1,7 @@
 """Config to library: fields handed to arguments, argument errors named as fields, derived steps."""
 
 import functools
+import warnings
 
 import optax
 import pytest
@@ -110,3 +111,23 @@ def test_simulated_workers_are_split_over_the_cpu_devices_unless_every_step_all_
   config.workers.num_devices = 64
   with pytest.raises(ConfigError, match=r"^workers.num_devices: "):
     build.Experiment(config)
+
+
+def test_a_bad_warmup_ramp_is_named_even_without_a_warmup():
+  config = default()
+  config.algo.local_steps_warmup = "bogus"
+  with pytest.raises(ConfigError, match=r"^algo.local_steps_warmup: unknown value 'bogus'"):
+    build.validate(config)
+
+
+def test_sign_steps_warn_only_for_models_without_normalisation():
+  config = default()
+  config.algo.compression, config.optim.base_lr = "ef_sign", 0.1
+  with warnings.catch_warnings():
+    warnings.simplefilter("error", build.ConfigWarning)
+    for name in build.NORMALISED_MODELS:
+      config.model.name = name
+      build._warn_about_sign_steps(config)
+  config.model.name = "mlp"
+  with pytest.warns(build.ConfigWarning, match="optim.base_lr: sign steps"):
+    build._warn_about_sign_steps(config)
