@@ -102,7 +102,9 @@ FIELDS = {"initial_batch": "rule.initial_batch", "max_batch": "rule.max_batch", 
           "micro_batch": "train.micro_batch", "num_workers": "workers.num_workers",
           "examples_per_worker": "workers.examples_per_worker",
           "max_workers": "workers.max_workers", "bandwidth": "time_model.network",
-          "num_epochs": "train.num_epochs", "updates_per_chunk": "train.updates_per_chunk"}
+          "num_epochs": "train.num_epochs", "updates_per_chunk": "train.updates_per_chunk",
+          "learning_rate": "optim.learning_rate", "momentum": "optim.momentum",
+          "weight_decay": "optim.weight_decay"}
 
 
 def _named(fn):
@@ -146,13 +148,21 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if math.isinf(rule.max_batch) and config.rule.name != "constant":
     raise ConfigError("rule.max_batch", "0 (no cap) leaves the program without a capacity",
                       "an integer >= rule.initial_batch")
-  for field in ("num_epochs", "micro_batch", "updates_per_chunk"):
-    if not config.train[field] > 0:
-      raise ConfigError(f"train.{field}", f"must be > 0, got {config.train[field]}", "> 0")
-  if config.workers.num_workers < 1:
-    raise ConfigError("workers.num_workers", "must be >= 1", ">= 1")
-  if config.optim.learning_rate <= 0:
-    raise ConfigError("optim.learning_rate", "must be > 0", "> 0")
+  for field in ("train.num_epochs", "train.micro_batch", "train.updates_per_chunk",
+                "train.max_updates", "workers.num_workers", "workers.examples_per_worker",
+                "optim.learning_rate"):
+    section, key = field.split(".")
+    if not config[section][key] > 0:
+      raise ConfigError(field, f"must be > 0, got {config[section][key]}", "> 0")
+  for field in ("rule.max_batch", "workers.max_workers", "optim.weight_decay",
+                "time_model.per_example", "time_model.per_update",
+                "time_model.overhead_per_worker"):
+    section, key = field.split(".")
+    if not config[section][key] >= 0:
+      raise ConfigError(field, f"must be >= 0, got {config[section][key]}", ">= 0")
+  if not 0 <= config.optim.momentum < 1:
+    raise ConfigError("optim.momentum", f"{config.optim.momentum} is not in [0, 1)",
+                      "0 <= momentum < 1")
 
 
 def build(config: ml_collections.ConfigDict):

@@ -50,3 +50,19 @@ def test_bad_fields_are_named(data_dir):
   config.compression.budget = -1.0
   with pytest.raises(ConfigError, match=r"compression\.budget"):
     validate(config)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("workers.max_workers", -3, r"^workers.max_workers: must be >= 0, got -3"),
+    ("workers.examples_per_worker", 0, r"^workers.examples_per_worker: must be > 0"),
+    ("rule.max_batch", -5, r"^rule.max_batch: must be >= 0, got -5"),
+    ("time_model.per_example", -1.0, r"^time_model.per_example: must be >= 0"),
+    ("train.max_updates", -1, r"^train.max_updates: must be > 0"),
+    ("optim.momentum", 1.5, r"^optim.momentum: 1.5 is not in \[0, 1\)"),
+])
+def test_bad_sizes_and_rates_are_named(data_dir, field, value, message):
+  config = tiny(data_dir)
+  section, key = field.split(".")
+  config[section][key] = value
+  with pytest.raises(ConfigError, match=message):
+    validate(config)
