@@ -142,6 +142,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.workers.backend not in ("simulated", "shard_map"):
     raise ConfigError("workers.backend", f"unknown value {config.workers.backend!r}",
                       ("simulated", "shard_map"))
+  for field in ("rule.max_batch", "workers.max_workers", "optim.weight_decay",
+                "time_model.per_example", "time_model.per_update",
+                "time_model.overhead_per_worker"):
+    section, key = field.split(".")
+    if not config[section][key] >= 0:
+      raise ConfigError(field, f"must be >= 0, got {config[section][key]}", ">= 0")
   rule = _rule(config)
   _compressor(config)
   atomo.check_aggregation(config.compression.aggregation)
@@ -154,12 +160,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
     section, key = field.split(".")
     if not config[section][key] > 0:
       raise ConfigError(field, f"must be > 0, got {config[section][key]}", "> 0")
-  for field in ("rule.max_batch", "workers.max_workers", "optim.weight_decay",
-                "time_model.per_example", "time_model.per_update",
-                "time_model.overhead_per_worker"):
-    section, key = field.split(".")
-    if not config[section][key] >= 0:
-      raise ConfigError(field, f"must be >= 0, got {config[section][key]}", ">= 0")
   if not 0 <= config.optim.momentum < 1:
     raise ConfigError("optim.momentum", f"{config.optim.momentum} is not in [0, 1)",
                       "0 <= momentum < 1")
