@@ -124,7 +124,7 @@ class Atomo(Compressor):
 
   budget: float = 1.0
   basis: str = "entries"
-  unbiased: bool = True
+  unbiased: bool = dataclasses.field(default=True, init=False)  # always: not a contraction
 
   def __post_init__(self):
     check_at_least("budget", self.budget, 1e-6)
@@ -177,7 +177,7 @@ class LqQuantization(Compressor):
   """
 
   q: float = 2.0
-  unbiased: bool = True
+  unbiased: bool = dataclasses.field(default=True, init=False)  # always: not a contraction
 
   def __post_init__(self):
     if not (self.q == math.inf or (isinstance(self.q, (int, float)) and self.q >= 1)):

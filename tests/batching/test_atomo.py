@@ -137,3 +137,11 @@ def test_compressed_sgd_resumes_bit_exactly(tmp_path):
   fit(3, str(tmp_path))
   resumed = fit(6, str(tmp_path))
   chex.assert_trees_all_equal(resumed.state, unbroken.state)
+
+
+def test_atomo_and_lq_quantization_are_always_unbiased():
+  """They are no delta-contractions, so CHOCO cannot be given them by switching a flag."""
+  for compressor in (atomo.Atomo(2.0), atomo.LqQuantization(2.0)):
+    assert compressor.unbiased and not compressor.is_contraction
+  with pytest.raises(TypeError, match="unbiased"):
+    atomo.Atomo(2.0, unbiased=False)
