@@ -6,7 +6,9 @@ A round, as the runner's step with the cohort's slots as its workers:
     send y_i and grad f_i(x), the full local-batch gradient at the round's server model
     s <- V(mean_i grad f_i(x), s);  x <- mean_i y_i                # server statistics, model
 
-with SGDm's U(g, s) = (1 - beta) g + beta s and V(g, s) = (1 - beta) g + beta s. The server
+with SGDm's U(g, s) = (1 - beta) g + beta s and V(g, s) = (1 - beta) g + beta s. The mean of
+the gradients is over the cohort, 1/|S| as Alg. 21 writes it; the models are averaged as FedAvg
+does, weighted by the clients' example counts (the same for equal clients). The server
 momentum s is applied, never updated, on the clients: the "global" direction that the thesis's
 QG-DSGDm forms instead from two consecutive models (L2553-2562). MimeLite is a federated method
 only; beta = 0 is FedAvg, bit for bit (test). Uplink and downlink each carry two models.
@@ -23,7 +25,7 @@ import optax.tree_utils as otu
 
 from jaxdist.algorithms import base
 from jaxdist.core.state import shared, state_class
-from jaxdist.errors import ArgumentError, check_fraction
+from jaxdist.errors import check_fraction
 from jaxdist.federated import averaging, server
 from jaxdist.federated import statistics as statistics_lib
 
@@ -40,8 +42,9 @@ class MimeState:
   statistics: Any = shared()
 
 
-class MimeLite:
-  """MimeLite rounds: local steps along U(g, s), then s and x updated on the server.
+class MimeLite(averaging.FederatedAveraging):
+  """MimeLite rounds: local steps along U(g, s), then s and x updated on the server; FedAvg's
+  round otherwise (its checks, server optimizer, statistics options and deployed model).
 
   Args:
     client: the local training (`averaging.LocalTraining`; plain SGD at the client rate eta).
@@ -54,13 +57,9 @@ class MimeLite:
   def __init__(self, client: averaging.LocalTraining, momentum: float, *,
                server_optimizer: optax.GradientTransformation | None = None,
                statistics: statistics_lib.Averaged | None = None):
-    if not isinstance(client, averaging.LocalTraining):
-      raise ArgumentError("client", f"{client!r} is not a LocalTraining",
-                          "jaxdist.federated.LocalTraining(...)")
+    super().__init__(client, server_optimizer, statistics=statistics)
     check_fraction("momentum", momentum)
-    self.client, self.beta = client, momentum
-    self.server_tx = server.fedavg() if server_optimizer is None else server_optimizer
-    self.statistics = statistics_lib.Averaged() if statistics is None else statistics
+    self.beta = momentum
 
   def init(self, params, model_state, rng) -> MimeState:
     del rng
@@ -94,6 +93,3 @@ class MimeLite:
     return new, {**{f"local/{k}": v for k, v in metrics.items()},
                  "comm/bits_down": jnp.float32(bits), "comm/bits_up": jnp.float32(bits),
                  "comm/rounds": jnp.float32(1)}
-
-  def deployed(self, state: MimeState):
-    return state.params, state.model_state

@@ -86,8 +86,11 @@ def test_simulated_equals_mesh_and_resume_is_bit_exact(tmp_path):
   assert unbroken.final["comm/bits_up"] == 4 * 2 * 32 * DIM  # 4 rounds of x and grad f_i(x)
 
 
-def test_bad_momentum_is_named():
+def test_bad_arguments_are_named():
   with pytest.raises(ArgumentError, match=r"momentum: 1\.0 is not in \[0, 1\)"):
     federated.mimelite(masked_least_squares, momentum=1.0, learning_rate=0.1, batch_size=4)
   with pytest.raises(ArgumentError, match="client: "):
     federated.MimeLite(object(), 0.5)
+  with pytest.raises(ArgumentError, match="server_optimizer: "):
+    federated.mimelite(masked_least_squares, momentum=0.5, learning_rate=0.1, batch_size=4,
+                       server_optimizer="sgd")
