@@ -17,7 +17,8 @@ Epoch (`--cases epoch`): reproduce/choco_bits.py's convex problem (w8a-shaped lo
 regression) at d = 200, n = 8 and 16 on a ring, plain SGD, one sample per worker per iteration,
 4000 worker-steps an epoch (500 iterations at n = 8), in float32 and float64: plain D-SGD, CHOCO
 top-1% and CHOCO qsgd 4-bit. The reference is numpy with a Python loop over the workers (what a
-simulation without JAX looks like); ours is one chunk of the library's runner per epoch.
+simulation without JAX looks like); ours is one chunk of the library's runner per epoch, compiled
+as XLA does by default and with the loop compiled whole (`jaxdist.core.cpu`, a second process).
 
   python benchmarks/choco_step_time.py [--workers 8 16 64] [--dim 2000] [--steps 50]
                                        [--cases iteration epoch]
@@ -25,7 +26,10 @@ simulation without JAX looks like); ours is one chunk of the library's runner pe
 
 import argparse
 import functools
+import json
 import os
+import subprocess
+import sys
 import time
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
@@ -38,6 +42,7 @@ import optax
 
 import jaxdist
 from jaxdist import compression, topology
+from jaxdist.core import cpu
 
 BATCH, CYCLE = 32, 4  # per-worker batch; distinct batches per worker, cycled through
 NESTEROV = functools.partial(jaxdist.optim.sgd, momentum=0.9, nesterov=True, weight_decay=1e-4)
@@ -182,16 +187,11 @@ class EpochCase:
     return time.perf_counter() - started
 
 
-def epoch_cases(workers, repeats):
+def measure_epochs(workers, repeats):
+  """{(n, method): {"numpy": ms, "float32": ms, "float64": ms}}, medians of epochs in turns."""
   a, b = w8a_shaped(EPOCH_DIM)
   lam, lr, gammas = 1 / len(b), 0.5, {"dsgd": None, "top_k": 0.04, "qsgd": 0.4}
-  print(f"\nEpoch on the convex problem: d = {EPOCH_DIM}, ring, one sample per worker per "
-        f"iteration, {EPOCH_WORKER_STEPS} worker-steps; medians of {repeats} epochs, taken in "
-        "turns.\n")
-  header = (f"{'n':>3} {'method':>6} | {'numpy ms':>9} | {'ours fp32 ms':>12} {'faster':>7} | "
-            f"{'ours fp64 ms':>12} {'faster':>7}")
-  print(header)
-  print("-" * len(header))
+  rows = {}
   for n in workers:
     picks = np.random.default_rng(n).integers(0, len(b), size=(EPOCH_WORKER_STEPS // n, n))
     for method, gamma in gammas.items():
@@ -207,11 +207,39 @@ def epoch_cases(workers, repeats):
         started = time.perf_counter()
         numpy_epoch(method, a, b, picks, lam, lr, gamma, np.random.default_rng(0))
         reference.append(time.perf_counter() - started)
-      ref = 1e3 * float(np.median(reference))
-      ms = {dtype: 1e3 * float(np.median(case.times)) for dtype, case in ours.items()}
-      print(f"{n:>3} {method:>6} | {ref:>9.1f} | {ms['float32']:>12.2f} "
-            f"{ref / ms['float32']:>6.1f}x | {ms['float64']:>12.2f} "
-            f"{ref / ms['float64']:>6.1f}x", flush=True)
+      rows[f"{n} {method}"] = {"numpy": 1e3 * float(np.median(reference)),
+                               **{d: 1e3 * float(np.median(c.times)) for d, c in ours.items()}}
+  return rows
+
+
+def epoch_cases(workers, repeats):
+  """The epochs as XLA compiles them by default (this process), then with small loops compiled
+  whole (a second process: the flag is read when JAX starts)."""
+  print(f"\nEpoch on the convex problem: d = {EPOCH_DIM}, ring, one sample per worker per "
+        f"iteration, {EPOCH_WORKER_STEPS} worker-steps; medians of {repeats} epochs, taken in "
+        "turns with the numpy reference.\ndefault: XLA's compilation; whole loop: "
+        f"jaxdist.core.cpu.compile_small_loops_whole() ({cpu.SMALL_LOOP_BYTES:,} bytes), run "
+        "right after in a second process, beside its own numpy timing.\n")
+  default = measure_epochs(workers, repeats)
+  env = dict(os.environ, XLA_FLAGS=cpu.small_loop_flags(os.environ.get("XLA_FLAGS", "")))
+  child = subprocess.run(
+      [sys.executable, __file__, "--cases", "epoch_json", "--repeats", str(repeats),
+       "--epoch_workers", *map(str, workers)], env=env, capture_output=True, text=True, check=True)
+  whole = json.loads(child.stdout.splitlines()[-1])
+  header = (f"{'n':>3} {'method':>6} | {'numpy ms':>11} | {'fp32 ms default':>15} {'faster':>7} "
+            f"| {'whole loop':>10} {'faster':>7} | {'fp64 ms default':>15} {'faster':>7} | "
+            f"{'whole loop':>10} {'faster':>7}")
+  print(header)
+  print("-" * len(header))
+  for key, ours in default.items():
+    n, method = key.split()
+    other = whole[key]
+    cells = []
+    for dtype in ("float32", "float64"):
+      cells.append(f"{ours[dtype]:>15.2f} {ours['numpy'] / ours[dtype]:>6.1f}x | "
+                   f"{other[dtype]:>10.2f} {other['numpy'] / other[dtype]:>6.1f}x")
+    print(f"{n:>3} {method:>6} | {ours['numpy']:>5.1f}/{other['numpy']:<5.1f} | "
+          + " | ".join(cells), flush=True)
 
 
 def main():
@@ -221,9 +249,13 @@ def main():
   parser.add_argument("--dim", type=int, default=2000)
   parser.add_argument("--steps", type=int, default=50)
   parser.add_argument("--repeats", type=int, default=15)
-  parser.add_argument("--cases", nargs="+", choices=("iteration", "epoch"),
-                      default=["iteration", "epoch"])
+  parser.add_argument("--cases", nargs="+", choices=("iteration", "epoch", "epoch_json"),
+                      default=["iteration", "epoch"], help="epoch_json: the epochs of this "
+                      "process only, as one line of JSON")
   args = parser.parse_args()
+  if args.cases == ["epoch_json"]:
+    print(json.dumps(measure_epochs(args.epoch_workers, args.repeats)))
+    return
   if "iteration" in args.cases:
     iteration_cases(args)
   if "epoch" in args.cases:

@@ -55,6 +55,7 @@ from jaxdist.algorithms.local_sgd import (
 from jaxdist.algorithms.minibatch import minibatch_sgd
 from jaxdist.communication import atomo, compression, topology
 from jaxdist.core import collectives
+from jaxdist.core import cpu as _cpu  # noqa: F401 (so that jaxdist.core.cpu resolves)
 from jaxdist.core.layouts import MultiProcess, Sharded, Simulated
 from jaxdist.core.state import per_worker, shared, state_class
 from jaxdist.errors import ArgumentError, UserError

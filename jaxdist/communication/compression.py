@@ -137,6 +137,30 @@ def index_width(size: int) -> int:
   return max(0, math.ceil(math.log2(size))) if size > 1 else 0
 
 
+def _max_passes(magnitude: jax.Array, k: int) -> tuple[list[jax.Array], jax.Array]:
+  """k passes of max: the positions of the k largest (ties to the lowest) and their mask."""
+  position = jnp.arange(magnitude.size)
+  kept, remaining, mask = [], magnitude, jnp.zeros(magnitude.shape, bool)
+  for _ in range(k):
+    i = jnp.min(jnp.where(remaining == jnp.max(remaining), position, magnitude.size))
+    kept.append(i)
+    mask = mask | (position == i)
+    remaining = jnp.where(position == i, -jnp.inf, remaining)
+  return kept, mask
+
+
+def keep_top(flat: jax.Array, magnitude: jax.Array, k: int, scale: float = 1.0) -> jax.Array:
+  """scale * flat at the k largest entries of `magnitude` (as `top_indices`), zero elsewhere.
+
+  Small k selects with a mask (no scatter), so a training loop of small steps stays one
+  compiled function on XLA:CPU (a loop holding a scatter never is; README, "Speed").
+  """
+  if k <= SMALL_K:
+    return jnp.where(_max_passes(magnitude, k)[1], scale * flat, 0.0).astype(flat.dtype)
+  kept = top_indices(magnitude, k)
+  return jnp.zeros_like(flat).at[kept].set(scale * flat[kept])
+
+
 def top_indices(magnitude: jax.Array, k: int) -> jax.Array:
   """Indices of the k largest entries of a flat array of magnitudes.
 
@@ -149,13 +173,7 @@ def top_indices(magnitude: jax.Array, k: int) -> jax.Array:
   then the tie is broken by position among the candidates.
   """
   if k <= SMALL_K:  # a max and a compare a pass: no sort, no (slow) variadic argmax reduce
-    position = jnp.arange(magnitude.size)
-    kept, remaining = [], magnitude
-    for _ in range(k):
-      i = jnp.min(jnp.where(remaining == jnp.max(remaining), position, magnitude.size))
-      kept.append(i)
-      remaining = jnp.where(position == i, -jnp.inf, remaining)
-    return jnp.stack(kept)
+    return jnp.stack(_max_passes(magnitude, k)[0])
   preselected = k + max(k, 64)
   if magnitude.dtype.itemsize <= 4 or preselected >= magnitude.size:
     return lax.top_k(magnitude, k)[1]
@@ -182,8 +200,7 @@ class TopK(Compressor):
                           "None (ceil(log2 d) bits an index) or 32")
 
   def compress(self, flat, rng):
-    kept = top_indices(jnp.abs(flat), _num_kept(self.fraction, flat.size))
-    return jnp.zeros_like(flat).at[kept].set(flat[kept])
+    return keep_top(flat, jnp.abs(flat), _num_kept(self.fraction, flat.size))
 
   def message_bits(self, size):
     index = index_width(size) if self.index_bits is None else self.index_bits
@@ -207,9 +224,9 @@ class RandomK(Compressor):
 
   def compress(self, flat, rng):
     k = _num_kept(self.fraction, flat.size)
-    kept = top_indices(uniform(rng, flat.size), k)  # k distinct positions, uniformly at random
     scale = flat.size / k if self.unbiased else 1.0
-    return jnp.zeros_like(flat).at[kept].set(scale * flat[kept])
+    # k distinct positions, uniformly at random
+    return keep_top(flat, uniform(rng, flat.size), k, scale)
 
   def message_bits(self, size):
     return FLOAT_BITS * _num_kept(self.fraction, size)
