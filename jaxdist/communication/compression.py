@@ -153,7 +153,7 @@ def keep_top(flat: jax.Array, magnitude: jax.Array, k: int, scale: float = 1.0) 
   """scale * flat at the k largest entries of `magnitude` (as `top_indices`), zero elsewhere.
 
   Small k selects with a mask (no scatter), so a training loop of small steps stays one
-  compiled function on XLA:CPU (a loop holding a scatter never is; README, "Speed").
+  compiled function on XLA:CPU (a loop holding a scatter never is; `jaxdist.core.cpu`).
   """
   if k <= SMALL_K:
     return jnp.where(_max_passes(magnitude, k)[1], scale * flat, 0.0).astype(flat.dtype)
