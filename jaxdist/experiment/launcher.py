@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -61,6 +62,13 @@ class _ErrorLines:
     return thread
 
 
+def process_xla_flags(flags: str, devices_per_process: int) -> str:
+  """The launcher's XLA_FLAGS for one process: the user's flags (the small-loop threshold, say)
+  with the device count set to `devices_per_process`."""
+  kept = re.sub(r"--xla_force_host_platform_device_count=\S*", "", flags).split()
+  return " ".join([*kept, f"--xla_force_host_platform_device_count={devices_per_process}"])
+
+
 def launch_local(num_processes: int, devices_per_process: int, command: list[str],
                  poll_seconds: float = 0.2) -> int:
   """Runs `command` (e.g. python -m launch ...) as `num_processes` processes with
@@ -73,7 +81,7 @@ def launch_local(num_processes: int, devices_per_process: int, command: list[str
   for i in range(num_processes):
     env = {**os.environ, ENV["coordinator_address"]: f"127.0.0.1:{port}",
            ENV["num_processes"]: str(num_processes), ENV["process_id"]: str(i),
-           "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices_per_process}",
+           "XLA_FLAGS": process_xla_flags(os.environ.get("XLA_FLAGS", ""), devices_per_process),
            "JAX_PLATFORMS": "cpu"}
     process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True,
                                preexec_fn=_die_with_parent(os.getpid()))

@@ -16,7 +16,7 @@ import pytest
 from helpers import tiny_config
 from jaxdist.core.distributed import free_port
 from jaxdist.experiment import run
-from jaxdist.experiment.launcher import launch_local
+from jaxdist.experiment.launcher import launch_local, process_xla_flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TIMEOUT = 240  # seconds for one multi-process run; the processes are always cleaned up
@@ -217,3 +217,12 @@ def test_a_killed_process_is_one_line_of_the_launcher(data_dir, tmp_path):
   assert len(lines) == 1 and lines[0].startswith("error: process 0 of 2 exited with status -9; "
                                                  "stopped the others (its output: "), stderr
   psutil.wait_procs(children, timeout=10)
+
+
+def test_the_launcher_keeps_the_users_xla_flags_and_sets_the_device_count():
+  flags = ("--xla_force_host_platform_device_count=8 --xla_backend_extra_options="
+           "xla_cpu_small_while_loop_byte_threshold=1000000")
+  assert process_xla_flags(flags, 2) == (
+      "--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold=1000000 "
+      "--xla_force_host_platform_device_count=2")
+  assert process_xla_flags("", 4) == "--xla_force_host_platform_device_count=4"
