@@ -20,7 +20,7 @@ agree to rounding with the default compilation, not bit for bit (fusions differ)
 import os
 import re
 
-from jax._src import xla_bridge
+from jax._src import xla_bridge  # whether the backend has started: no public API says
 
 from jaxdist.errors import ArgumentError, UserError
 
