@@ -43,6 +43,7 @@ DECENTRALIZED = ("dsgd", "qg_dsgdm", "d2", "d2_plus", "gradient_tracking", "choc
                  "dcd_psgd", "ecd_psgd", "deepsqueeze", "sgp", "shared_momentum",
                  "gradient_gossip", "dmsgd", "slowmo")
 ALGORITHMS = LOCAL + DECENTRALIZED
+CONSENSUS_CONTROLLED = ("dsgd", "qg_dsgdm", "gradient_gossip", "slowmo")
 COMPRESSIONS = ("none", "sign", "ef_sign", "sign_majority")
 SIGN_STEP_RATE_LIMIT = 0.02  # above it, sign steps break models without normalisation layers
 EXTRAPOLATIONS = ("none", "extrap", "gradient_noise", "gaussian", "uniform", "smoothout",
@@ -252,6 +253,15 @@ def _check_algorithm_fields(config) -> None:
     raise ConfigError("algo.extrapolation", "extrap_adam takes the Adam moments of the "
                       f"optimizer, and optim.optimizer={config.optim.optimizer!r} has none",
                       "optim.optimizer='adam' or 'lamb' with extrap_adam")
+  controlled = [(field, value) for field, value in (
+      ("algo.consensus_target", algo.consensus_target),
+      ("algo.phase_targets", tuple(algo.phase_targets)),
+      ("algo.exact_phases", tuple(algo.exact_phases))) if value]
+  if controlled and algo.name not in CONSENSUS_CONTROLLED:
+    field, value = controlled[0]
+    raise ConfigError(field, f"{value!r}: consensus control is offered for "
+                      f"{', '.join(CONSENSUS_CONTROLLED)}, not {algo.name}",
+                      "0.0" if field == "algo.consensus_target" else "()")
   if algo.compress_unbiased and algo.name == "choco_sgd":
     raise ConfigError("algo.compress_unbiased", "CHOCO needs a contractive (biased, scaled "
                       "down) compressor", "False")
@@ -527,6 +537,13 @@ def algorithm(config, loss_fn, schedule: optax.Schedule, *, phase_steps: tuple[i
     graph = topology.make(config.topology.name, config.workers.num_workers)
     decentralized = dict(topology=graph, exchange=config.topology.exchange,
                          measure_consensus=algo.measure_consensus, **common)
+    control = ConsensusControl(_targets(algo), phase_steps=phase_steps,
+                               control_phases=tuple(algo.control_phases),
+                               exact_phases=tuple(algo.exact_phases),
+                               max_rounds=algo.max_gossip_rounds, rule=algo.consensus_rule,
+                               ema_decay=algo.consensus_ema)
+    if not (control.target or algo.exact_phases):
+      control = None  # one gossip round a step
     if name == "choco_sgd":
       return jaxdist.choco_sgd(loss_fn, tx, compressor=compressor(algo),
                                consensus_step=algo.consensus_step, order=algo.choco_order,
@@ -541,8 +558,10 @@ def algorithm(config, loss_fn, schedule: optax.Schedule, *, phase_steps: tuple[i
       return getattr(jaxdist, name)(loss_fn, tx, **decentralized)
     if name == "gradient_tracking":
       return jaxdist.gradient_tracking(loss_fn, tx, **decentralized)
-    if name in ("sgp", "gradient_gossip"):
-      return getattr(jaxdist, name)(loss_fn, tx, **decentralized)
+    if name == "sgp":
+      return jaxdist.sgp(loss_fn, tx, **decentralized)
+    if name == "gradient_gossip":
+      return jaxdist.gradient_gossip(loss_fn, tx, consensus_control=control, **decentralized)
     if name == "shared_momentum":
       return jaxdist.shared_momentum(loss_fn, tx, momentum_exchange=algo.momentum_exchange,
                                      **decentralized)
@@ -551,14 +570,7 @@ def algorithm(config, loss_fn, schedule: optax.Schedule, *, phase_steps: tuple[i
     if name == "slowmo":
       return jaxdist.slowmo(loss_fn, tx, slow_period=algo.slow_period,
                             slow_momentum=algo.slow_momentum, slow_lr=algo.slow_lr,
-                            **decentralized)
-    control = ConsensusControl(_targets(algo), phase_steps=phase_steps,
-                               control_phases=tuple(algo.control_phases),
-                               exact_phases=tuple(algo.exact_phases),
-                               max_rounds=algo.max_gossip_rounds, rule=algo.consensus_rule,
-                               ema_decay=algo.consensus_ema)
-    if not (control.target or algo.exact_phases):
-      control = None  # one gossip round a step
+                            consensus_control=control, **decentralized)
     if name == "dsgd":
       return jaxdist.dsgd(loss_fn, tx, consensus_control=control, seed=config.seed,
                              **decentralized)

@@ -62,7 +62,8 @@ def default() -> ml_collections.ConfigDict:
       choco_form="public_copies",  # choco_sgd: public_copies (Alg. 2) | error_feedback (Alg. 15)
       index_bits=0,  # top_k: bits an index costs; 0 = ceil(log2 d), or 32
       measure_consensus=True,  # decentralized: consensus distance every step (an all-reduce)
-      consensus_target=0.0,  # dsgd, qg_dsgdm: gossip until Xi <= target; 0 = no control
+      consensus_target=0.0,  # dsgd, qg_dsgdm, gradient_gossip, slowmo: gossip until Xi <= target;
+      # 0 = no control
       phase_targets=(),  # one target per learning-rate phase instead of consensus_target
       consensus_rule="distance",  # distance: Xi <= target | adaptive: Xi <= target * phi_ema |
       # residual: Theta < target * phi_ema (target = q)

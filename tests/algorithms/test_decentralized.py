@@ -295,13 +295,20 @@ VARIANTS = {  # (build(tx, topology), topology name)
     "consensus_residual_rule": (lambda tx, g: jaxdist.dsgd(
         loss, tx, learning_rate=LR, topology=g,
         consensus_control=ConsensusControl(1e-2, rule="residual", max_rounds=20)), "ring"),
+    "slowmo_adaptive_control": (lambda tx, g: jaxdist.slowmo(
+        loss, tx, learning_rate=LR, topology=g, slow_period=3,
+        consensus_control=ConsensusControl(0.05, rule="adaptive", max_rounds=20)), "ring"),
+    "gradient_gossip_adaptive_control": (lambda tx, g: jaxdist.gradient_gossip(
+        loss, tx, learning_rate=LR, topology=g,
+        consensus_control=ConsensusControl(0.05, rule="adaptive", max_rounds=20)), "ring"),
 }
 
 
 # the variants for which 16 workers add nothing to 8
 ON_8_ONLY = ("choco_step_first_ef", "dcd_psgd", "ecd_psgd", "deepsqueeze", "sgp_directed",
              "dsgd_disconnected", "consensus_residual_rule", "momentum_gossiped",
-             "momentum_allreduced", "gradient_gossip", "dmsgd", "slowmo")
+             "momentum_allreduced", "gradient_gossip", "dmsgd", "slowmo",
+             "slowmo_adaptive_control", "gradient_gossip_adaptive_control")
 
 
 @pytest.mark.parametrize("variant, num_workers", [

@@ -199,6 +199,9 @@ RESUMED = {
         consensus_control=ConsensusControl(0.05, rule="adaptive", max_rounds=5)),
     "deepsqueeze": lambda: jaxdist.deepsqueeze(loss, learning_rate=LR, topology=topology.ring(N),
                                                compressor=TopK(0.4), consensus_step=0.1),
+    "slowmo_adaptive_control": lambda: jaxdist.slowmo(
+        loss, helpers_sgd(), learning_rate=LR, topology=topology.ring(N), slow_period=3,
+        consensus_control=ConsensusControl(0.05, rule="adaptive", max_rounds=5)),
 }
 
 
@@ -297,6 +300,34 @@ def test_consensus_control_by_phase_adaptive_and_residual_rules():
                                                max_rounds=50))[1]["comm/rounds"])
               for q in (1e-2, 1e-3)]
   assert 12 < q_rounds[0] < q_rounds[1]  # a smaller q gossips longer
+
+
+@pytest.mark.parametrize("name", ["gradient_gossip", "slowmo"])
+def test_adaptive_control_holds_on_gradient_gossip_and_slowmo(name):
+  """Xi <= k phi_ema after every step (Table 14.9's rule), phi_t the norm of the workers' own
+  gradients (gradient gossip: before their gossip); SlowMo's exact average every 5 steps."""
+  batches, params = regression_data(N, steps=12)
+  extra = {"slow_period": 5} if name == "slowmo" else {}
+  make = lambda control: getattr(jaxdist, name)(loss, optax.sgd, learning_rate=LR,
+                                                topology=topology.ring(N),
+                                                consensus_control=control, **extra)
+  _, plain = run_algorithm(make(None), params, batches)
+  _, dsgd = run_algorithm(jaxdist.dsgd(loss, optax.sgd, learning_rate=LR,
+                                       topology=topology.ring(N)), params, batches)
+  assert plain["consensus/phi"][0] == dsgd["consensus/phi"][0]  # the same local gradients
+
+  def ema(phi):
+    out = []
+    for value in phi:
+      out.append(value if not out else 0.5 * out[-1] + 0.5 * value)
+    return np.asarray(out)
+
+  distance = np.asarray(plain["consensus/distance"])
+  k = 0.5 * np.median(distance / ema(plain["consensus/phi"]))
+  _, adaptive = run_algorithm(make(ConsensusControl(k, rule="adaptive", ema_decay=0.5,
+                                                    max_rounds=50)), params, batches)
+  assert np.all(adaptive["consensus/distance"] <= k * ema(adaptive["consensus/phi"]) * (1 + 1e-5))
+  assert max(adaptive["comm/rounds"]) > 1
 
 
 def test_phi_is_the_mean_local_gradient_norm():

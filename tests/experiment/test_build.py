@@ -131,3 +131,20 @@ def test_sign_steps_warn_only_for_models_without_normalisation():
   config.model.name = "mlp"
   with pytest.warns(build.ConfigWarning, match="optim.base_lr: sign steps"):
     build._warn_about_sign_steps(config)
+
+
+def test_consensus_control_reaches_slowmo_and_gradient_gossip_and_is_refused_elsewhere():
+  config = default()
+  config.algo.update(name="slowmo", consensus_target=0.1, consensus_rule="adaptive")
+  for name in ("slowmo", "gradient_gossip"):
+    config.algo.name = name
+    built = build.algorithm(config, lambda *a: None, optax.constant_schedule(0.1),
+                            phase_steps=(), switch_step=0)
+    assert (built.communication.rule, built.communication.target) == ("adaptive", 0.1)
+  config.algo.name = "choco_sgd"
+  with pytest.raises(ConfigError, match=r"^algo.consensus_target: 0.1: consensus control is "
+                     r"offered for dsgd, qg_dsgdm, gradient_gossip, slowmo, not choco_sgd"):
+    build.validate(config)
+  config.algo.update(consensus_target=0.0, exact_phases=(1,))
+  with pytest.raises(ConfigError, match=r"^algo.exact_phases: \(1,\)"):
+    build.validate(config)

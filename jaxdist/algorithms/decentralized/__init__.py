@@ -246,11 +246,13 @@ def shared_momentum(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *,
 
 def gradient_gossip(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *,
                     learning_rate: LearningRate = None, topology: Topology,
-                    exchange: str = "auto", measure_consensus: bool = True) -> GradientGossip:
+                    exchange: str = "auto", measure_consensus: bool = True,
+                    consensus_control: ConsensusControl | None = None) -> GradientGossip:
   """D-SGD on gossiped local gradients ([Lin22] Table 9.6, "gradient gossip"). (The arguments as
-  for `dsgd`.)"""
+  for `dsgd`; phi_t of consensus control is the norm of the local gradients, before their
+  gossip.)"""
   return GradientGossip(loss_fn, optimizer, learning_rate, topology=topology, exchange=exchange,
-                        measure_consensus=measure_consensus)
+                        measure_consensus=measure_consensus, communication=consensus_control)
 
 
 def dmsgd(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *,
@@ -270,7 +272,8 @@ def dmsgd(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *,
 def slowmo(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *,
            learning_rate: LearningRate = None, topology: Topology, slow_period: int = 12,
            slow_momentum: float = 0.7, slow_lr: float = 1.0, exchange: str = "auto",
-           measure_consensus: bool = True) -> SlowMo:
+           measure_consensus: bool = True,
+           consensus_control: ConsensusControl | None = None) -> SlowMo:
   """SlowMo on D-SGD ([Lin22] Alg. 22, Tables 9.6/14.5): every `slow_period` gossip steps an
   exact average and an outer step with slow momentum (defaults alpha = 1, tau = 12,
   beta = 0.7, the thesis's CIFAR-10 values).
@@ -283,4 +286,4 @@ def slowmo(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *,
   """
   return SlowMo(loss_fn, optimizer, learning_rate, topology=topology, exchange=exchange,
                 measure_consensus=measure_consensus, slow_period=slow_period,
-                slow_momentum=slow_momentum, slow_lr=slow_lr)
+                slow_momentum=slow_momentum, slow_lr=slow_lr, communication=consensus_control)

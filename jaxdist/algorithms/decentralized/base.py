@@ -78,10 +78,16 @@ class Decentralized:
     """(updates, opt_state, x_{t+1/2}, model_state, metrics) of this worker's optimizer step."""
     grads, model_state, metrics = base.gradients(self.loss_fn, state.params, state.model_state,
                                                  batch, rng)
-    updates, opt_state, half = base.local_update(self.tx, grads, state.opt_state, state.params)
     if self.measure_consensus or self.wants_phi:  # phi_t, the mean local gradient norm (§5.4)
       metrics = {**metrics, "consensus/phi": jnp.sqrt(collectives.mean(squared_norm(grads)))}
+    grads = self.step_gradients(state, grads)
+    updates, opt_state, half = base.local_update(self.tx, grads, state.opt_state, state.params)
     return updates, opt_state, half, model_state, metrics
+
+  def step_gradients(self, state: DecentralizedState, grads: PyTree) -> PyTree:
+    """The gradients the optimizer steps on: this worker's own (gradient gossip mixes them)."""
+    del state
+    return grads
 
   def metrics(self, metrics, params, rounds, messages, message_bits, residual=None):
     """`rounds` gossip rounds of `messages` messages of `message_bits` bits each; the counts in

@@ -18,7 +18,6 @@ import jax
 import jax.numpy as jnp
 import optax.tree_utils as otu
 
-from jaxdist.algorithms import base
 from jaxdist.algorithms.base import bits_per_model
 from jaxdist.algorithms.decentralized.dsgd import DSGD
 from jaxdist.algorithms.decentralized.quasi_global import QGDSGDm
@@ -72,12 +71,8 @@ class GradientGossip(DSGD):
   """D-SGD on gossiped local gradients: g_i <- sum_j w_ij g_j, then the step and the gossip of
   the parameters."""
 
-  def local_step(self, state, batch, rng):
-    grads, model_state, metrics = base.gradients(self.loss_fn, state.params, state.model_state,
-                                                 batch, rng)
-    grads = self.gossip.mix(grads, state.rounds)
-    updates, opt_state, half = base.local_update(self.tx, grads, state.opt_state, state.params)
-    return updates, opt_state, half, model_state, metrics
+  def step_gradients(self, state, grads):
+    return self.gossip.mix(grads, state.rounds)
 
   def extra_bits(self, state, params):
     return (self.gossip.messages(state.rounds) * bits_per_model(params)).astype(jnp.float32)

@@ -15,8 +15,7 @@ import optax.tree_utils as otu
 from jax import lax
 
 from jaxdist.algorithms.base import bits_per_model
-from jaxdist.algorithms.decentralized.base import DecentralizedState
-from jaxdist.algorithms.decentralized.dsgd import DSGD
+from jaxdist.algorithms.decentralized.dsgd import DSGD, ControlledState
 from jaxdist.core import collectives
 from jaxdist.core.state import per_worker, state_class
 from jaxdist.errors import check_at_least, check_fraction
@@ -25,7 +24,7 @@ PyTree = Any
 
 
 @state_class
-class SlowMoState(DecentralizedState):
+class SlowMoState(ControlledState):  # control: consensus control's phi_ema, or None
   outer: PyTree = per_worker(None)  # x_0 of the round (the same on every worker)
   slow_momentum: PyTree = per_worker(None)  # m
 
