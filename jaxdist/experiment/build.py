@@ -262,6 +262,11 @@ def _check_algorithm_fields(config) -> None:
     raise ConfigError(field, f"{value!r}: consensus control is offered for "
                       f"{', '.join(CONSENSUS_CONTROLLED)}, not {algo.name}",
                       "0.0" if field == "algo.consensus_target" else "()")
+  optim = config.optim
+  if (algo.name == "qg_dsgdm" and optim.optimizer == "adam"
+      and (optim.gradient_noise_eta or optim.gradient_noise_gamma != 0.55)):
+    raise ConfigError("optim.gradient_noise_eta", "QG-DAdam (qg_dsgdm with optim.optimizer="
+                      "'adam') takes no gradient noise", "0.0, with gradient_noise_gamma 0.55")
   if algo.compress_unbiased and algo.name == "choco_sgd":
     raise ConfigError("algo.compress_unbiased", "CHOCO needs a contractive (biased, scaled "
                       "down) compressor", "False")
@@ -577,7 +582,9 @@ def algorithm(config, loss_fn, schedule: optax.Schedule, *, phase_steps: tuple[i
     if config.optim.optimizer == "adam":  # QG-DAdam, Alg. 19's Adam
       optim = config.optim
       return jaxdist.qg_dadam(loss_fn, b1=optim.b1, b2=optim.b2, eps=optim.eps,
-                              weight_decay=optim.weight_decay, qg_period=algo.qg_period,
+                              weight_decay=optim.weight_decay,
+                              decay_norm_and_bias=optim.decay_norm_and_bias,
+                              grad_clip_norm=optim.grad_clip_norm, qg_period=algo.qg_period,
                               consensus_control=control, seed=config.seed, **decentralized)
     return jaxdist.qg_dsgdm(loss_fn, tx, qg_mu=algo.qg_mu, qg_period=algo.qg_period,
                                adam_betas=(config.optim.b1, config.optim.b2),

@@ -55,7 +55,8 @@ def is_weight_matrix(params: Any) -> Any:
   return jax.tree.map(lambda p: p.ndim > 1, params)
 
 
-def _decay(weight_decay: float, decay_norm_and_bias: bool) -> optax.GradientTransformation:
+def decay_weights(weight_decay: float, decay_norm_and_bias: bool) -> optax.GradientTransformation:
+  """L2 decay added to the gradient: of the weight matrices, or of every leaf."""
   check_at_least("weight_decay", weight_decay, 0)
   if not is_traced(weight_decay) and not weight_decay:
     return optax.identity()
@@ -63,7 +64,8 @@ def _decay(weight_decay: float, decay_norm_and_bias: bool) -> optax.GradientTran
                                    mask=None if decay_norm_and_bias else is_weight_matrix)
 
 
-def _clip(grad_clip_norm: float) -> optax.GradientTransformation:
+def clip_gradients(grad_clip_norm: float) -> optax.GradientTransformation:
+  """Clip the global gradient norm to `grad_clip_norm`; 0 = off."""
   check_at_least("grad_clip_norm", grad_clip_norm, 0)
   return optax.clip_by_global_norm(grad_clip_norm) if grad_clip_norm else optax.identity()
 
@@ -88,7 +90,8 @@ def sgd(learning_rate: ScalarOrSchedule, *, momentum: float = 0.0, nesterov: boo
     grad_clip_norm: clip the gradient's global norm first; 0 = off.
   """
   _check_momentum(momentum)
-  return optax.chain(_clip(grad_clip_norm), _decay(weight_decay, decay_norm_and_bias),
+  return optax.chain(clip_gradients(grad_clip_norm),
+                     decay_weights(weight_decay, decay_norm_and_bias),
                      optax.sgd(learning_rate, momentum=momentum if is_traced(momentum) else
                                momentum or None, nesterov=nesterov))
 
@@ -99,7 +102,8 @@ def adam(learning_rate: ScalarOrSchedule, *, b1: float = 0.9, b2: float = 0.999,
   """Adam (optax.adam) with L2 weight decay added to the gradient."""
   _check_betas(b1, b2)
   check_at_least("eps", eps, 0)
-  return optax.chain(_clip(grad_clip_norm), _decay(weight_decay, decay_norm_and_bias),
+  return optax.chain(clip_gradients(grad_clip_norm),
+                     decay_weights(weight_decay, decay_norm_and_bias),
                      optax.adam(learning_rate, b1, b2, eps))
 
 
@@ -111,7 +115,7 @@ def adamw(learning_rate: ScalarOrSchedule, *, b1: float = 0.9, b2: float = 0.999
   _check_betas(b1, b2)
   check_at_least("eps", eps, 0)
   check_at_least("weight_decay", weight_decay, 0)
-  return optax.chain(_clip(grad_clip_norm), optax.adamw(
+  return optax.chain(clip_gradients(grad_clip_norm), optax.adamw(
       learning_rate, b1, b2, eps, weight_decay=weight_decay,
       mask=None if decay_norm_and_bias else is_weight_matrix))
 
@@ -123,7 +127,8 @@ def adagrad(learning_rate: ScalarOrSchedule, *, initial_accumulator: float = 0.1
   baseline."""
   check_at_least("initial_accumulator", initial_accumulator, 0)
   check_at_least("eps", eps, 0)
-  return optax.chain(_clip(grad_clip_norm), _decay(weight_decay, decay_norm_and_bias),
+  return optax.chain(clip_gradients(grad_clip_norm),
+                     decay_weights(weight_decay, decay_norm_and_bias),
                      optax.adagrad(learning_rate, initial_accumulator, eps))
 
 
@@ -168,7 +173,7 @@ def lars(learning_rate: ScalarOrSchedule, *, momentum: float = 0.9, nesterov: bo
   adapt_mask = True if adapt_norm_and_bias else is_weight_matrix
   if lars_momentum == "ema_normalized":
     return optax.chain(
-        _clip(grad_clip_norm), optax.add_decayed_weights(weight_decay, decay_mask),
+        clip_gradients(grad_clip_norm), optax.add_decayed_weights(weight_decay, decay_mask),
         optax.ema(momentum, debias=False),
         optax.masked(scale_by_trust_ratio(trust_clip, norm_axes, trust_norm), adapt_mask),
         optax.scale_by_learning_rate(learning_rate))
@@ -185,7 +190,7 @@ def lars(learning_rate: ScalarOrSchedule, *, momentum: float = 0.9, nesterov: bo
                          grad_clip_value=grad_clip_value, lr_inside=lars_momentum == "lr_inside",
                          nesterov=nesterov, decay_mask=decay_mask, adapt_mask=adapt_mask,
                          norm_axes=norm_axes, trust_norm=trust_norm)
-  return optax.chain(_clip(grad_clip_norm), base)
+  return optax.chain(clip_gradients(grad_clip_norm), base)
 
 
 def lamb(learning_rate: ScalarOrSchedule, *, b1: float = 0.9, b2: float = 0.999,
@@ -218,7 +223,7 @@ def lamb(learning_rate: ScalarOrSchedule, *, b1: float = 0.9, b2: float = 0.999,
         moments, optax.add_decayed_weights(weight_decay, decay_mask),
         optax.masked(scale_by_trust_ratio(trust_clip, norm_axes, trust_norm), adapt_mask),
         optax.scale_by_learning_rate(learning_rate))
-  return optax.chain(_clip(grad_clip_norm), base)
+  return optax.chain(clip_gradients(grad_clip_norm), base)
 
 
 def with_gradient_noise(optimizer: Any, *, eta: float, gamma: float = 0.55,

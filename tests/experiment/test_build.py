@@ -3,6 +3,9 @@
 import functools
 import warnings
 
+import chex
+import jax
+import numpy as np
 import optax
 import pytest
 
@@ -71,7 +74,8 @@ def test_the_decentralized_variants_are_config_fields():
   config.optim.optimizer = "adam"
   qg = build.algorithm(config, lambda *a: None, optax.constant_schedule(0.1),
                        phase_steps=(5,), switch_step=0)
-  assert qg.communication.rule == "residual" and "qg_adam" in repr(qg.tx.init)
+  assert qg.communication.rule == "residual"
+  assert any(type(node).__name__ == "QGAdamState" for node in qg.tx.init({"w": np.zeros(2)}))
   config.algo.choco_order = "later"
   with pytest.raises(ConfigError, match=r"^algo.choco_order: unknown value 'later'"):
     build.validate(config)
@@ -147,4 +151,33 @@ def test_consensus_control_reaches_slowmo_and_gradient_gossip_and_is_refused_els
     build.validate(config)
   config.algo.update(consensus_target=0.0, exact_phases=(1,))
   with pytest.raises(ConfigError, match=r"^algo.exact_phases: \(1,\)"):
+    build.validate(config)
+
+
+def test_qg_dadam_takes_the_configs_decay_mask_and_clipping():
+  """Weight decay of the weight matrices only unless optim.decay_norm_and_bias, the gradient's
+  norm clipped first (optim.grad_clip_norm); gradient noise is refused."""
+  config = default()
+  config.algo.name = "qg_dsgdm"
+  config.optim.update(optimizer="adam", weight_decay=0.1, eps=1.0)
+  params = {"w": np.ones((2, 2), np.float32), "b": np.ones(2, np.float32)}
+
+  def update(grads, **optim):
+    config.optim.update(**optim)
+    tx = build.algorithm(config, lambda *a: None, optax.constant_schedule(0.1), phase_steps=(),
+                         switch_step=0).tx
+    return tx.update(grads, tx.init(params), params)[0]
+
+  zero = jax.tree.map(np.zeros_like, params)
+  decayed = update(zero)
+  assert np.all(decayed["w"] < 0) and np.all(decayed["b"] == 0)
+  assert np.all(update(zero, decay_norm_and_bias=True)["b"] < 0)
+  grads = {"w": np.full((2, 2), 3.0, np.float32), "b": np.full(2, 4.0, np.float32)}
+  norm = float(np.sqrt(4 * 9.0 + 2 * 16.0))
+  clipped = update(grads, weight_decay=0.0, decay_norm_and_bias=False, grad_clip_norm=0.5)
+  by_hand = update(jax.tree.map(lambda g: g * 0.5 / norm, grads), grad_clip_norm=0.0)
+  chex.assert_trees_all_close(clipped, by_hand, rtol=1e-6)
+  assert not np.allclose(clipped["w"], update(grads)["w"])
+  config.optim.gradient_noise_eta = 0.01
+  with pytest.raises(ConfigError, match=r"^optim.gradient_noise_eta: QG-DAdam"):
     build.validate(config)

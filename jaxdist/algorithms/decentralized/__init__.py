@@ -118,6 +118,7 @@ def qg_dsgdm(loss_fn: LossFn, optimizer: Optimizer = optax.sgd, *,
 
 def qg_dadam(loss_fn: LossFn, *, learning_rate: LearningRate, topology: Topology,
              b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, weight_decay: float = 0.0,
+             decay_norm_and_bias: bool = False, grad_clip_norm: float = 0.0,
              qg_period: int = 1, exchange: str = "auto", measure_consensus: bool = True,
              consensus_control: ConsensusControl | None = None, seed: int = 0) -> QGDSGDm:
   """QG-DAdam (Alg. 19): Adam without bias correction, epsilon inside the square root, whose
@@ -126,10 +127,14 @@ def qg_dadam(loss_fn: LossFn, *, learning_rate: LearningRate, topology: Topology
   Args:
     b1, b2: decay rates of the moments (also of their rebuild, lines 10-11).
     eps: added to v inside the square root (line 6).
-    weight_decay: L2 decay added to the gradient.
+    weight_decay: L2 decay added to the gradient, of the weight matrices.
+    decay_norm_and_bias: also decay the leaves of rank < 2.
+    grad_clip_norm: clip the gradient's global norm first; 0 = off.
     (the others as for `qg_dsgdm`)
   """
-  optimizer = functools.partial(qg_adam, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)
+  optimizer = functools.partial(qg_adam, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay,
+                                decay_norm_and_bias=decay_norm_and_bias,
+                                grad_clip_norm=grad_clip_norm)
   return qg_dsgdm(loss_fn, optimizer, learning_rate=learning_rate, topology=topology,
                   qg_period=qg_period, adam_betas=(b1, b2), exchange=exchange,
                   measure_consensus=measure_consensus, consensus_control=consensus_control,

@@ -24,6 +24,7 @@ import optax.tree_utils as otu
 from jaxdist.algorithms.decentralized.base import DecentralizedState
 from jaxdist.algorithms.decentralized.dsgd import DSGD
 from jaxdist.errors import ArgumentError, check_at_least
+from jaxdist.optim.optimizers import clip_gradients, decay_weights
 from jaxdist.optim.schedules import as_schedule
 
 PyTree = Any
@@ -35,7 +36,8 @@ QGAdamState = NamedTuple(  # noqa: UP014 (the API reference cannot read string a
 
 
 def qg_adam(learning_rate, *, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
-            weight_decay: float = 0.0) -> optax.GradientTransformation:
+            weight_decay: float = 0.0, decay_norm_and_bias: bool = False,
+            grad_clip_norm: float = 0.0) -> optax.GradientTransformation:
   """Alg. 19's local Adam step: m = b1 mhat + (1 - b1) g, v = b2 vhat + (1 - b2) g^2, update
   -lr m / sqrt(v + eps); no bias correction, epsilon inside the square root. The state keeps
   mhat and vhat, which only `QGDSGDm` moves (from the model difference after gossip).
@@ -44,8 +46,17 @@ def qg_adam(learning_rate, *, b1: float = 0.9, b2: float = 0.999, eps: float = 1
     learning_rate: a float or a schedule.
     b1, b2: the moments' decay rates.
     eps: added to v inside the square root.
-    weight_decay: L2 decay added to the gradient.
+    weight_decay: L2 decay added to the gradient (of the weight matrices, as
+      `jaxdist.optim.adam`'s).
+    decay_norm_and_bias: also decay the leaves of rank < 2.
+    grad_clip_norm: clip the gradient's global norm first; 0 = off.
   """
+  return optax.chain(clip_gradients(grad_clip_norm),
+                     decay_weights(weight_decay, decay_norm_and_bias),
+                     _alg19_adam(learning_rate, b1, b2, eps))
+
+
+def _alg19_adam(learning_rate, b1: float, b2: float, eps: float) -> optax.GradientTransformation:
   for name, beta in (("b1", b1), ("b2", b2)):
     check_at_least(name, beta, 0)
     if beta >= 1:
@@ -58,8 +69,7 @@ def qg_adam(learning_rate, *, b1: float = 0.9, b2: float = 0.999, eps: float = 1
     return QGAdamState(jnp.zeros((), jnp.int32), zeros, zeros)
 
   def update(grads, state, params=None):
-    if weight_decay:
-      grads = jax.tree.map(lambda g, x: g + weight_decay * x, grads, params)
+    del params
     lr = schedule(state.count)
 
     def leaf(g, m, v):
