@@ -8,20 +8,19 @@
     partitioner: "" for the method's own, or a name of jaxdist.kernels.partition
 
 The run writes `config.json` and `metrics.jsonl` (one record per KRR grid point, or per chunk of
-Asy-GCD updates, then the result with its partitioner). Asy-GCD keeps its state in
-`checkpoints/state_<update>.npz` after every chunk, so a rerun of the same command resumes it
-bit-exactly; SVM and KRR runs are one solve and a rerun computes it again.
+Asy-GCD updates, then the result with its partitioner). Asy-GCD checkpoints its state (orbax,
+as the training runs do: fingerprinted, the newest two kept, a damaged one set aside) after every
+chunk in `checkpoints/<update>/`, so a rerun of the same command resumes it bit-exactly; SVM and
+KRR runs are one solve and a rerun computes it again.
 """
 
 from __future__ import annotations
 
-import glob
 import os
 from typing import Any
 
 import jax
 import ml_collections
-import numpy as np
 
 from jaxdist import kernels as lib
 from jaxdist.core.layouts import Sharded, Simulated
@@ -29,6 +28,9 @@ from jaxdist.errors import ConfigError, check_fraction
 from jaxdist.experiment.build import fields
 from jaxdist.experiment.runs import claim_workdir
 from jaxdist.experiment.writers import MetricWriter
+from jaxdist.training.checkpoint import Checkpoints
+
+CHECKPOINTS_KEPT = 2
 
 TASKS = {"svm": tuple(lib.SVM_METHODS), "krr": lib.KRR_METHODS,
          "asy_gcd": ("asy_gcd", "synchronous_block_greedy")}
@@ -203,24 +205,22 @@ def _run_asy_gcd(config, workdir, writer, x, y):
             "objective": float(values[-1])}
   method = lib.AsyGCD(kernel, x, y, blocks, C=config.svm.C, delay=a.delay,
                       lost_updates=a.lost_updates)
-  directory = os.path.join(workdir, "checkpoints")
-  saved_states = sorted(glob.glob(os.path.join(directory, "state_*.npz")))
-  state = method.init(config.seed)
-  if saved_states:
-    with np.load(saved_states[-1]) as saved:
-      state = lib.asy_gcd.AsyState(*(saved[f] for f in lib.asy_gcd.AsyState._fields))
-    _say(f"resumed from update {int(state.update)}")
-  last = {"step": int(state.update), "partitioner": partitioner}
-  while int(state.update) < a.num_updates:
-    chunk = min(a.record_every, a.num_updates - int(state.update))
-    state, metrics = method.run(state, chunk)
-    step = int(state.update)
-    scalars = {k: float(v) for k, v in metrics.items()}
-    writer.write(step, scalars)
-    os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, f"state_{step:012d}.npz")
-    with open(path + ".tmp", "wb") as f:
-      np.savez(f, **{k: np.asarray(v) for k, v in state._asdict().items()})
-    os.replace(path + ".tmp", path)
-    last = {"step": step, "partitioner": partitioner, **scalars}
+  checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"), keep=CHECKPOINTS_KEPT, say=_say)
+  try:
+    state = jax.device_put(method.init(config.seed))
+    if checkpoints.latest_step() is not None:
+      _, state, _ = checkpoints.restore(jax.tree.map(
+          lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state))
+      _say(f"resumed from update {int(state.update)}")
+    last = {"step": int(state.update), "partitioner": partitioner}
+    while int(state.update) < a.num_updates:
+      chunk = min(a.record_every, a.num_updates - int(state.update))
+      state, metrics = method.run(state, chunk)
+      step = int(state.update)
+      scalars = {k: float(v) for k, v in metrics.items()}
+      writer.write(step, scalars)
+      checkpoints.save(step, state, {"method": config.method})
+      last = {"step": step, "partitioner": partitioner, **scalars}
+  finally:
+    checkpoints.close()
   return last

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import pytest
 
@@ -36,12 +37,18 @@ def test_asy_gcd_resumes_from_its_checkpoint(tmp_path):
   config = tiny(task="asy_gcd", method="asy_gcd", asy_gcd__num_updates=200,
                 asy_gcd__record_every=100, asy_gcd__delay=2)
   whole = run(config, str(tmp_path))
-  checkpoints = sorted(os.listdir(tmp_path / "checkpoints"))
-  assert checkpoints == ["state_000000000100.npz", "state_000000000200.npz"]
-  os.remove(tmp_path / "checkpoints" / checkpoints[-1])  # as if killed after update 100
+  directory = tmp_path / "checkpoints"
+  assert sorted(p.name for p in directory.iterdir() if p.is_dir()) == ["100", "200"]
+  shutil.rmtree(directory / "200")  # as if killed after update 100
   resumed = run(config, str(tmp_path))
   assert resumed["objective"] == whole["objective"] and resumed["step"] == 200
   assert [r["step"] for r in read_metrics(str(tmp_path))] == [100, 200]
+  for path in (directory / "200").rglob("*"):  # the newest damaged: set aside, the one before
+    if path.is_file() and path.stat().st_size > 0:
+      path.write_bytes(b"garbage")
+  again = run(config, str(tmp_path))
+  assert again["objective"] == whole["objective"]
+  assert (directory / "damaged" / "200").is_dir()
 
 
 def test_bad_fields_are_named():
