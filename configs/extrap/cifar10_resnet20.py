@@ -26,14 +26,15 @@ def get_config(arg: str = ""):
   config.workers.num_workers = 32
   config.data.update(name="cifar10", batch_size=256, augment="crop_flip")
   config.model.name = "resnet20"
-  config.optim.update(optimizer="lars" if a.lars else "sgd", trust_coefficient=0.02,
-                      base_lr=0.1, base_batch=256, lr_scaling="linear", warmup_epochs=5.0,
-                      schedule="step", decay_at=(0.5, 0.75), momentum=0.9, nesterov=True,
-                      weight_decay=1e-4, gradient_noise_eta=a.neelakantan)
+  config.optim.update(optimizer="lars" if a.lars else "sgd", base_lr=0.1, base_batch=256,
+                      lr_scaling="linear", warmup_epochs=5.0, schedule="step",
+                      decay_at=(0.5, 0.75), momentum=0.9, nesterov=True, weight_decay=1e-4,
+                      gradient_noise_eta=a.neelakantan)
+  if a.lars:
+    config.optim.trust_coefficient = 0.02
   config.train.update(num_epochs=300.0, log_every=50)
   config.eval.every_steps = 500
   config.checkpoint.every_steps = 500
   if a.cpu:
     cpu_scale(config, dataset="mnist1d_large", batch_size=32, epochs=30.0, base_lr=0.02)
-    config.optim.trust_coefficient = 0.02
   return config

@@ -43,6 +43,15 @@ DECENTRALIZED = ("dsgd", "qg_dsgdm", "d2", "d2_plus", "gradient_tracking", "choc
                  "dcd_psgd", "ecd_psgd", "deepsqueeze", "sgp", "shared_momentum",
                  "gradient_gossip", "dmsgd", "slowmo")
 ALGORITHMS = LOCAL + DECENTRALIZED
+# optim fields only some optimizers read: set to another value under any other, a mistake
+OPTIMIZER_ONLY_FIELDS = {
+    "momentum": ("sgd", "lars"), "nesterov": ("sgd", "lars"),
+    "b1": ("adam", "adamw", "lamb"), "b2": ("adam", "adamw", "lamb"),
+    "eps": ("adam", "adamw", "adagrad", "lamb"), "initial_accumulator": ("adagrad",),
+    "trust_coefficient": ("lars",), "trust_eps": ("lars",), "trust_denominator": ("lars",),
+    "lars_momentum": ("lars",), "grad_clip_value": ("lars",), "trust_clip": ("lars", "lamb"),
+    "trust_norm": ("lars", "lamb"), "adapt_norm_and_bias": ("lars", "lamb"),
+    "eps_inside_sqrt": ("lamb",), "bias_correction": ("lamb",), "lamb_variant": ("lamb",)}
 CONSENSUS_CONTROLLED = ("dsgd", "qg_dsgdm", "gradient_gossip", "slowmo")
 COMPRESSIONS = ("none", "sign", "ef_sign", "sign_majority")
 SIGN_STEP_RATE_LIMIT = 0.02  # above it, sign steps break models without normalisation layers
@@ -195,6 +204,16 @@ def validate(config: ml_collections.ConfigDict) -> None:
                 features=tuple(config.model.features), dense=config.model.dense,
                 width=config.model.width)
   _check_unused_fields(config)
+  _check_optimizer_fields(config.optim)
+
+
+def _check_optimizer_fields(optim) -> None:
+  """An optimizer's field set under another optimizer (whose values are valid: checked before)."""
+  defaults = config_lib.default().optim
+  for key, readers in OPTIMIZER_ONLY_FIELDS.items():
+    if optim.optimizer not in readers and _differs(optim[key], defaults[key]):
+      raise ConfigError(f"optim.{key}", f"{optim[key]!r} is read by {', '.join(readers)}, not "
+                        f"by optim.optimizer={optim.optimizer!r}", f"{defaults[key]!r}")
 
 
 def _check_workers(config) -> None:
@@ -270,6 +289,12 @@ def _check_algorithm_fields(config) -> None:
   if algo.compress_unbiased and algo.name == "choco_sgd":
     raise ConfigError("algo.compress_unbiased", "CHOCO needs a contractive (biased, scaled "
                       "down) compressor", "False")
+
+
+def _differs(value, default_value) -> bool:
+  if isinstance(value, (tuple, list)) or isinstance(default_value, (tuple, list)):
+    return tuple(value) != tuple(default_value)
+  return value != default_value
 
 
 class ConfigWarning(UserWarning):

@@ -181,3 +181,16 @@ def test_qg_dadam_takes_the_configs_decay_mask_and_clipping():
   config.optim.gradient_noise_eta = 0.01
   with pytest.raises(ConfigError, match=r"^optim.gradient_noise_eta: QG-DAdam"):
     build.validate(config)
+
+
+@pytest.mark.parametrize("optimizer, field, value", [
+    ("adam", "momentum", 0.5), ("sgd", "b1", 0.95), ("lamb", "trust_coefficient", 0.02),
+    ("sgd", "lamb_variant", "n_lamb"), ("adamw", "trust_clip", (0.0, 10.0))])
+def test_an_optimizer_field_the_optimizer_does_not_read_is_refused(optimizer, field, value):
+  config = default()
+  config.optim.update(optimizer=optimizer, **{field: value})
+  with pytest.raises(ConfigError, match=rf"^optim.{field}: .* is read by .*, not by "
+                     rf"optim.optimizer='{optimizer}'"):
+    build.validate(config)
+  config.optim[field] = default().optim[field]  # the default is no mistake
+  build.validate(config)
