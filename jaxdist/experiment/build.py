@@ -282,13 +282,19 @@ def _check_algorithm_fields(config) -> None:
                       f"{', '.join(CONSENSUS_CONTROLLED)}, not {algo.name}",
                       "0.0" if field == "algo.consensus_target" else "()")
   optim = config.optim
-  if (algo.name == "qg_dsgdm" and optim.optimizer == "adam"
-      and (optim.gradient_noise_eta or optim.gradient_noise_gamma != 0.55)):
+  if algo.name == "qg_dsgdm" and optim.optimizer == "adam" and _gradient_noise_on(optim):
     raise ConfigError("optim.gradient_noise_eta", "QG-DAdam (qg_dsgdm with optim.optimizer="
-                      "'adam') takes no gradient noise", "0.0, with gradient_noise_gamma 0.55")
+                      "'adam') takes no gradient noise",
+                      "0.0, with gradient_noise_gamma at its default")
   if algo.compress_unbiased and algo.name == "choco_sgd":
     raise ConfigError("algo.compress_unbiased", "CHOCO needs a contractive (biased, scaled "
                       "down) compressor", "False")
+
+
+def _gradient_noise_on(optim) -> bool:
+  """Gradient noise asked for: a rate, or a decay other than the default."""
+  default_gamma = config_lib.default().optim.gradient_noise_gamma
+  return bool(optim.gradient_noise_eta) or optim.gradient_noise_gamma != default_gamma
 
 
 def _differs(value, default_value) -> bool:
@@ -441,7 +447,7 @@ def optimizer(optim: ml_collections.ConfigDict, norm_axes=()) -> Any:
   if optim.optimizer == "lars":
     names["eps"] = "optim.trust_eps"
 
-  if optim.gradient_noise_eta or optim.gradient_noise_gamma != 0.55:
+  if _gradient_noise_on(optim):
     with fields(names):
       make = optimizers.with_gradient_noise(make, eta=optim.gradient_noise_eta,
                                             gamma=optim.gradient_noise_gamma)
