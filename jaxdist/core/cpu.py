@@ -3,8 +3,9 @@
 XLA:CPU runs a compiled program as a sequence of thunks (one per fused op, each a call, some
 split over threads). A while loop (the runner's `lax.scan` over steps) whose body touches fewer
 bytes than a threshold is instead compiled whole, as one function, with no per-op dispatch: on
-the convex problem of reproduce/choco_bits.py (d = 200, n = 8-16 workers) an epoch runs 2-5x
-faster (benchmarks/choco_step_time.py --cases epoch). XLA's default threshold is 1 KiB; a
+the convex problem of reproduce/choco_bits.py (d = 200, n = 8-16 workers) an epoch runs
+2.4-5.3x faster for D-SGD, 2.3-3.9x for CHOCO qsgd, 1.1-2.9x for CHOCO top-k
+(benchmarks/choco_step_time.py --cases epoch). XLA's default threshold is 1 KiB; a
 larger one is a process-wide flag, read when JAX starts its CPU backend:
 
   XLA_FLAGS=--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold=1000000
